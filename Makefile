@@ -1,0 +1,49 @@
+# medvl: `make demo` runs the main job on the embedded default, `make test` runs the tests.
+# Both create .venv and install what they need on first use (no manual step).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= runs/demo
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: demo test lint format install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/medvl data phantom --out $(DEMO_DIR)/phantom --n 600 --seed 0
+	$(BIN)/medvl data validate $(DEMO_DIR)/phantom/train.jsonl $(DEMO_DIR)/phantom/val.jsonl $(DEMO_DIR)/phantom/test.jsonl
+	$(BIN)/medvl tiny --family qwen2_vl --out $(DEMO_DIR)/models/tiny-qwen2-vl
+	$(BIN)/medvl tiny --family qwen2_5_vl --out $(DEMO_DIR)/models/tiny-qwen2.5-vl
+	$(BIN)/medvl tiny --family qwen3_vl --out $(DEMO_DIR)/models/tiny-qwen3-vl
+	@echo "demo done: phantom data and three tiny models under $(DEMO_DIR)"
+
+test: $(VENV)/.installed-dev lint
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

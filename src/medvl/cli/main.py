@@ -1,0 +1,56 @@
+"""The ``medvl`` command line: one entry point, one sub-command group per task.
+
+Library code never prints; this layer turns results into terminal output and turns
+:class:`~medvl.errors.MedvlError` into one readable line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from medvl import __version__
+from medvl.cli import data_cmd, planned_cmd, tiny_cmd
+from medvl.errors import MedvlError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used by tests to check the help text)."""
+    parser = argparse.ArgumentParser(
+        prog="medvl",
+        description="Fine-tune, use and evaluate Qwen-VL vision-language models for medicine.",
+    )
+    parser.add_argument("--version", action="version", version=f"medvl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    groups = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    groups.required = True
+    data_cmd.register(groups)
+    planned_cmd.register_train(groups)
+    planned_cmd.register_simple(groups)
+    tiny_cmd.register(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input or not built yet)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except MedvlError as exc:
+        print(f"medvl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("medvl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

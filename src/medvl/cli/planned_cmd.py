@@ -1,0 +1,54 @@
+"""Command groups that are planned but not built yet: they exist so ``medvl --help`` shows the
+whole toolkit, and each says which part is missing and exits with status 2."""
+
+from __future__ import annotations
+
+import argparse
+
+from medvl.errors import NotBuiltError
+
+# command -> (one-line help, the part of medvl that will provide it)
+PLANNED = {
+    "predict": ("batched prediction over a JSONL file (resumable)", "inference engines"),
+    "chat": ("interactive multi-turn chat with images in the terminal", "inference engines"),
+    "serve": ("OpenAI-compatible /v1/chat/completions server", "inference server"),
+    "eval": ("evaluate a model on a medical benchmark, or score predictions", "evaluation"),
+    "report": ("multi-model comparison report (HTML + tables)", "evaluation reports"),
+    "export": ("merge a LoRA adapter and export a plain Hugging Face model", "LoRA merge/export"),
+    "run": ("run a pipeline YAML step by step (skips up-to-date steps)", "pipeline runner"),
+}
+TRAIN_PLANNED = {
+    "sft": ("two-stage supervised fine-tuning from a recipe YAML", "SFT trainer"),
+    "grpo": ("GRPO reinforcement learning with verifiable rewards", "GRPO trainer"),
+}
+
+
+def _not_built(part: str, command: str):
+    def run(args: argparse.Namespace) -> int:
+        raise NotBuiltError(
+            f"'medvl {command}' is not built yet: the {part} part of medvl is "
+            "still to come (see the open issues); nothing was run"
+        )
+
+    return run
+
+
+def _add(groups, name: str, help_text: str, part: str, command: str) -> None:
+    parser = groups.add_parser(name, help=help_text, description=f"{help_text} (not built yet)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.set_defaults(func=_not_built(part, command))
+
+
+def register_simple(groups) -> None:
+    """Add every planned top-level command."""
+    for name, (help_text, part) in PLANNED.items():
+        _add(groups, name, help_text, part, name)
+
+
+def register_train(groups) -> None:
+    """Add the ``train`` group with its planned sub-commands."""
+    train = groups.add_parser("train", help="fine-tune: two-stage SFT and GRPO")
+    subs = train.add_subparsers(dest="train_command", metavar="STEP", title="training steps")
+    subs.required = True
+    for name, (help_text, part) in TRAIN_PLANNED.items():
+        _add(subs, name, help_text, part, f"train {name}")

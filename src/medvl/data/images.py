@@ -1,0 +1,267 @@
+"""Image checks done before any compute is spent: the file exists, decodes, and the Qwen-VL
+image processor can take it (each side at least 28 px, aspect ratio at most 200, no more pixels
+than the decompression-bomb limit).
+
+Each problem is an :class:`ImageCheck` with a stable short ``code`` (for reports) and a one-line
+``message`` that says what is wrong and how to fix it. ``decode=False`` reads headers only (fast);
+``decode=True`` also decodes the pixels, which is the only way to catch truncated files.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from medvl.data.medimage import (
+    MAX_PIXELS,
+    PIXEL_KEYWORDS,
+    ImageError,
+    image_kind,
+    load_image,
+    nifti_ras_axes,
+    open_nifti,
+    pil_error,
+    read_dicom,
+    require_file,
+)
+from medvl.data.record import Record
+
+MIN_SIDE = 28  # Qwen-VL's smart_resize refuses a side shorter than patch (14) x merge (2)
+MAX_ASPECT = 200  # ... and an aspect ratio above 200
+CHECK_CODES = (
+    "missing",
+    "undecodable",
+    "truncated",
+    "no_pixel_data",
+    "too_small",
+    "aspect_ratio",
+    "too_large",
+    "outside_root",
+)
+_WINDOWS_ABSOLUTE_RE = re.compile(r"^([A-Za-z]:/|//)")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """Size and kind of an image, read without decoding pixels.
+
+    ``mode`` is the PIL mode for rasters, the ``PhotometricInterpretation`` for DICOM and the
+    stored dtype for NIfTI; ``format`` is PIL's format name, ``"DICOM"`` or ``"NIFTI"``. For NIfTI
+    the size is that of an axial slice. ``has_pixels`` is False for a DICOM without pixel data.
+    """
+
+    width: int
+    height: int
+    mode: str
+    format: str
+    has_pixels: bool = True
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def image_header(path: str | Path) -> ImageHeader:
+    """Width, height, mode and format of ``path`` from its header alone (fast; no decoding).
+
+    Raises :class:`ImageError` (``missing``, ``undecodable``, ``truncated`` when the header
+    promises more bytes than the file holds, ``too_large`` past PIL's hard bomb limit).
+    """
+    path = Path(path)
+    require_file(path)
+    kind = image_kind(path)
+    if kind == "dicom":
+        return _dicom_header(path)
+    if kind == "nifti":
+        return _nifti_header(path)
+    try:
+        with warnings.catch_warnings():  # size is judged by the caller against MAX_PIXELS
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return ImageHeader(image.width, image.height, image.mode, image.format or "?")
+    except Exception as exc:
+        raise pil_error(path, exc) from exc
+
+
+def _dicom_header(path: Path) -> ImageHeader:
+    ds = read_dicom(path, header_only=True)
+    has_pixels = any(keyword in ds for keyword in PIXEL_KEYWORDS)
+    if has_pixels and _pixel_data_cut_short(path, ds):
+        raise ImageError(
+            path, "truncated", "DICOM pixel data ends before its stated length", "re-copy the file"
+        )
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    mode = str(ds.get("PhotometricInterpretation", ""))
+    return ImageHeader(cols, rows, mode, "DICOM", has_pixels)
+
+
+def _pixel_data_cut_short(path: Path, ds: Any) -> bool:
+    """True when the pixel element's stated length runs past the end of the file."""
+    for keyword in PIXEL_KEYWORDS:
+        if keyword in ds:
+            element = ds.get_item(keyword, keep_deferred=True)
+            length, start = getattr(element, "length", None), getattr(element, "value_tell", None)
+            if length is not None and start is not None and length != 0xFFFFFFFF:
+                return start + length > path.stat().st_size
+    return False
+
+
+def _nifti_header(path: Path) -> ImageHeader:
+    image = open_nifti(path)
+    shape = (*image.shape[:3], 1, 1)[:3]
+    sizes = {int(ras): shape[voxel] for voxel, (ras, _) in enumerate(nifti_ras_axes(image))}
+    if path.name.lower().endswith(".nii"):  # uncompressed: the file must hold every voxel
+        voxels = int(np.prod(image.shape, dtype=np.int64))
+        expected = int(image.header["vox_offset"]) + voxels * image.header.get_data_dtype().itemsize
+        if path.stat().st_size < expected:
+            raise ImageError(
+                path,
+                "truncated",
+                f"NIfTI file holds {path.stat().st_size} of the {expected} bytes it declares",
+                "re-copy it",
+            )
+    return ImageHeader(sizes[0], sizes[1], str(image.header.get_data_dtype()), "NIFTI")
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """One reason an image is unusable: ``code`` from :data:`CHECK_CODES`, one-line ``message``."""
+
+    code: str
+    message: str
+
+
+def check_image(path: str | Path, *, decode: bool = True) -> ImageCheck | None:
+    """The first reason ``path`` cannot be used as a Qwen-VL image, or None when it can."""
+    try:
+        header = image_header(path)
+    except ImageError as exc:
+        return ImageCheck(exc.code, exc.detail)
+    if not header.has_pixels:
+        return ImageCheck(
+            "no_pixel_data",
+            "DICOM file has no pixel data (e.g. a report or a series header); "
+            "point the record at an image DICOM instead",
+        )
+    size = _size_problem(header.width, header.height)
+    if size or not decode:
+        return size
+    try:
+        load_image(path)
+    except ImageError as exc:
+        return ImageCheck(exc.code, exc.detail)
+    return None
+
+
+def _size_problem(width: int, height: int) -> ImageCheck | None:
+    dims = f"image is {width}x{height} px"
+    if min(width, height) < MIN_SIDE:
+        return ImageCheck("too_small", f"{dims}; each side must be at least {MIN_SIDE} px")
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        return ImageCheck("aspect_ratio", f"{dims}; aspect ratio above {MAX_ASPECT} is refused")
+    if width * height > MAX_PIXELS:
+        return ImageCheck(
+            "too_large",
+            f"{dims}, above the {MAX_PIXELS:,}-pixel decompression-bomb limit; downscale it",
+        )
+    return None
+
+
+def image_problem(path: str | Path, *, decode: bool = True) -> str | None:
+    """Why ``path`` cannot be used as a Qwen-VL image (one line), or None when it can."""
+    check = check_image(path, decode=decode)
+    return check.message if check else None
+
+
+def resolve_inside_root(root: str | Path, relative: str | Path) -> Path:
+    """``relative`` joined to ``root``; raise :class:`ImageError` (``outside_root``) if it escapes.
+
+    Backslashes are read as separators (datasets made on Windows). The check is lexical (``..``
+    and absolute paths), so symlinks placed inside the dataset folder are trusted.
+    """
+    text = str(relative).replace("\\", "/")
+    base = Path(os.path.abspath(root))
+    if _WINDOWS_ABSOLUTE_RE.match(text) and os.name != "nt":
+        raise _outside(relative, base, "is a Windows absolute path")
+    joined = text if Path(text).is_absolute() else posixpath.join(base.as_posix(), text)
+    candidate = Path(os.path.normpath(joined))
+    if candidate != base and base not in candidate.parents:
+        raise _outside(relative, base, "escapes the dataset root")
+    return candidate
+
+
+def _outside(relative: str | Path, root: Path, why: str) -> ImageError:
+    return ImageError(
+        relative,
+        "outside_root",
+        f"image path {why} {root}",
+        "use a path relative to the JSONL file's folder, without '..'",
+    )
+
+
+def iter_record_image_checks(
+    records: Iterable[Record],
+    jsonl_path: str | Path,
+    *,
+    decode: bool = True,
+    root: str | Path | None = None,
+) -> Iterator[tuple[Record, int, Path, ImageCheck]]:
+    """Yield ``(record, image index, path, check)`` for every unusable image.
+
+    Each distinct file is checked once (VQA sets ask many questions about one image). With
+    ``root``, image paths must stay inside it (``outside_root`` otherwise).
+    """
+    base = Path(jsonl_path).parent
+    seen: dict[Path, ImageCheck | None] = {}
+    for record in records:
+        for index, path, check in _record_paths(record, base, root):
+            if check is None:
+                if path not in seen:
+                    seen[path] = check_image(path, decode=decode)
+                check = seen[path]
+            if check is not None:
+                yield record, index, path, check
+
+
+def _record_paths(
+    record: Record, base: Path, root: str | Path | None
+) -> Iterator[tuple[int, Path, ImageCheck | None]]:
+    """Each image's path (joined to ``base``; kept inside ``root`` when given)."""
+    if root is None:
+        for index, path in enumerate(record.image_paths(base)):
+            yield index, path, None
+        return
+    for index, raw in enumerate(record.images):
+        text = raw.replace("\\", "/")
+        if not (Path(text).is_absolute() or _WINDOWS_ABSOLUTE_RE.match(text)):
+            text = os.path.relpath(base / text, root)
+        try:
+            path, check = resolve_inside_root(root, text), None
+        except ImageError as exc:
+            path, check = Path(raw), ImageCheck(exc.code, exc.detail)
+        yield index, path, check
+
+
+def check_record_images(
+    records: Iterable[Record],
+    jsonl_path: str | Path,
+    *,
+    decode: bool = True,
+    root: str | Path | None = None,
+) -> list[str]:
+    """One message per unusable image, naming the file, record id and image path."""
+    return [
+        f"{jsonl_path} (id {record.id!r}): field 'images[{index}]' ({path}): {check.message}"
+        for record, index, path, check in iter_record_image_checks(
+            records, jsonl_path, decode=decode, root=root
+        )
+    ]
