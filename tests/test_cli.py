@@ -52,7 +52,7 @@ def test_validate_reports_bad_line_with_exit_2_and_no_traceback(tmp_path):
     path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
     result = run_cli("data", "validate", str(path))
     assert result.returncode == 2
-    assert "1 valid record(s), 1 problem(s)" in result.stdout
+    assert "2 records, 1 valid, 1 refused" in result.stdout
     assert f"{path}:2 (id 'b'): field 'images'" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 

@@ -152,3 +152,38 @@ def test_write_is_atomic_and_refuses_duplicates(tmp_path):
         write_records(path, [Record.from_dict(make(id="x")), Record.from_dict(make(id="x"))])
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_non_utf8_line_is_a_named_problem_and_others_survive(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    good = json.dumps(make(id="a")).encode()
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + good
+        + b"\n"
+        + b'{"id": "\xff\xfe"}\n'
+        + good.replace(b'"a"', b'"b"')
+        + b"\n"
+    )
+    result = check_jsonl(path)
+    assert [r.id for r in result.records] == ["a", "b"]
+    assert [(p.line, p.field) for p in result.problems] == [(2, "<encoding>")]
+    with pytest.raises(RecordError, match=r"mixed\.jsonl:2: field '<encoding>': not UTF-8"):
+        read_records(path)
+
+
+def test_nan_in_meta_is_refused_with_the_record_id(tmp_path):
+    record = Record.from_dict(make(id="nan", meta={"score": float("nan")}))
+    with pytest.raises(RecordError, match=r"record 'nan'.*NaN"):
+        write_records(tmp_path / "x.jsonl", [record])
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "perm.jsonl"
+    write_records(path, [Record.from_dict(make())])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

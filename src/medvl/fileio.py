@@ -18,26 +18,41 @@ from typing import IO, Any
 
 @contextlib.contextmanager
 def atomic_writer(
-    path: str | Path, mode: str = "w", encoding: str | None = "utf-8"
+    path: str | Path, mode: str = "w", encoding: str | None = "utf-8", *, durable: bool = True
 ) -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success.
 
     If the block raises, the temporary file is removed and ``path`` is left as it was.
+    ``durable=False`` skips the fsync: readers still never see a partial file, but a power cut
+    may lose it (fine for regenerable outputs such as thousands of synthetic images).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     binary = "b" in mode
+    _match_permissions(tmp_name, path)
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _match_permissions(tmp_name: str, target: Path) -> None:
+    """Give the temporary file the target's mode, or the umask default (mkstemp makes 0600)."""
+    try:
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp_name, mode)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -46,9 +61,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_writer(path, "wb") as handle:
+    with atomic_writer(path, "wb", durable=durable) as handle:
         handle.write(data)
 
 

@@ -1,11 +1,11 @@
-"""``medvl data``: generate, check and (later) convert datasets in the canonical format."""
+"""``medvl data``: generate, check and convert datasets in the canonical format."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from medvl.cli.planned_cmd import _add
+from medvl.cli import data_analysis_cmd
 
 
 def register(groups) -> None:
@@ -13,7 +13,35 @@ def register(groups) -> None:
     data = groups.add_parser("data", help="datasets: phantom generation, validation, conversion")
     subs = data.add_subparsers(dest="data_command", metavar="ACTION", title="data actions")
     subs.required = True
+    _register_phantom(subs)
+    _register_validate(subs)
+    _register_convert(subs)
+    data_analysis_cmd.register(subs)
 
+
+def _register_convert(subs) -> None:
+    convert = subs.add_parser("convert", help="convert a public medical format to canonical JSONL")
+    convert.add_argument("--format", required=True, help="input format (see 'medvl data formats')")
+    convert.add_argument("--input", type=Path, required=True, help="input file or folder")
+    convert.add_argument("--out", type=Path, required=True, help="output canonical .jsonl")
+    convert.add_argument(
+        "--image-root", type=Path, help="where images are (default: input's folder)"
+    )
+    convert.add_argument("--lang", help="keep only this language (e.g. en, zh)")
+    convert.add_argument("--split", help="keep (multi-split inputs) or set this split")
+    convert.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="format-specific option, e.g. dataset=my_set (repeatable)",
+    )
+    convert.set_defaults(func=run_convert)
+    formats = subs.add_parser("formats", help="list the formats 'data convert' reads")
+    formats.set_defaults(func=run_formats)
+
+
+def _register_phantom(subs) -> None:
     phantom = subs.add_parser(
         "phantom", help="generate the deterministic synthetic medical VQA dataset"
     )
@@ -22,52 +50,137 @@ def register(groups) -> None:
     phantom.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     phantom.set_defaults(func=run_phantom)
 
-    validate = subs.add_parser("validate", help="check canonical JSONL files record by record")
-    validate.add_argument("files", type=Path, nargs="+", help="canonical .jsonl files")
-    validate.add_argument(
-        "--no-images", action="store_true", help="skip checking that image files exist and open"
-    )
-    validate.set_defaults(func=run_validate)
 
-    _add(
-        subs,
-        "convert",
-        "convert a public medical format into canonical JSONL",
-        "data readers",
-        "data convert",
+def _register_validate(subs) -> None:
+    validate = subs.add_parser(
+        "validate", help="check canonical JSONL files before training (schema, images, length)"
     )
-    _add(subs, "formats", "list the formats 'data convert' reads", "data readers", "data formats")
+    validate.add_argument("files", type=Path, nargs="+", help="canonical .jsonl files")
+    validate.add_argument("--model", help="model folder (exact token counts) or family name")
+    validate.add_argument("--max-length", type=int, help="refuse records longer than this")
+    validate.add_argument("--min-pixels", type=int, help="override the processor's min_pixels")
+    validate.add_argument("--max-pixels", type=int, help="override the processor's max_pixels")
+    validate.add_argument(
+        "--decode",
+        action="store_true",
+        help="fully decode every image (slower; also catches truncated files)",
+    )
+    validate.add_argument("--no-images", action="store_true", help="skip image checks")
+    validate.add_argument(
+        "--root",
+        type=Path,
+        help="dataset root images must stay inside (default: the file's folder)",
+    )
+    validate.add_argument("--workers", type=int, help="processes for image checks")
+    validate.add_argument("--out-clean", type=Path, help="write the valid records here")
+    validate.add_argument("--report", type=Path, help="write the JSON report here")
+    validate.set_defaults(func=run_validate)
 
 
 def run_phantom(args: argparse.Namespace) -> int:
     from medvl.data.phantom import generate_phantom
 
-    if args.n < 10:
-        from medvl.errors import ConfigError
-
-        raise ConfigError(f"--n {args.n} is too small; use at least 10 records")
     summary = generate_phantom(args.out, n=args.n, seed=args.seed)
-    print(f"phantom dataset (seed {args.seed}) written to {args.out}")
-    for split, path in summary.paths.items():
-        print(f"  {split:<5} {summary.counts[split]:>5} records  {path}")
+    print(
+        f"phantom dataset (n {summary.n}, seed {summary.seed}) written to {summary.out_dir} "
+        f"in {summary.seconds:.1f} s"
+    )
+    for split, path in summary.split_paths.items():
+        types = ", ".join(f"{k} {v}" for k, v in summary.question_types[split].items())
+        print(f"  {split:<5} {summary.counts[split]:>5} records  {path}  ({types})")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from medvl.config import apply_overrides
+    from medvl.data.formats import convert
+
+    options = apply_overrides({}, args.option)
+    report = convert(
+        args.format,
+        args.input,
+        args.out,
+        image_root=args.image_root,
+        lang=args.lang,
+        split=args.split,
+        **options,
+    )
+    print(report.summary())
+    lines = report.problem_lines()
+    for line in lines[:50]:
+        print(f"  skipped {line}")
+    if len(lines) > 50:
+        print(f"  ... and {len(lines) - 50} more")
+    return 0
+
+
+def run_formats(args: argparse.Namespace) -> int:
+    from medvl.data.formats import list_formats
+
+    for name, description in list_formats():
+        print(f"{name:<14} {description}")
     return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from medvl.data.images import check_record_images
-    from medvl.data.jsonl import check_jsonl
+    from medvl.data.jsonl import write_records
+    from medvl.data.validate import validate_jsonl
+    from medvl.errors import ConfigError
+    from medvl.fileio import atomic_write_json
 
+    if len(args.files) > 1 and (args.out_clean or args.report):
+        raise ConfigError("--out-clean and --report take one input file; validate files one by one")
+    if args.max_length is not None and args.model is None:
+        raise ConfigError("--max-length needs --model (a model folder or family) to count tokens")
+    counter, exact = None, True
+    if args.model is not None:
+        from medvl.data.tokens import load_token_counter
+
+        counter, exact = load_token_counter(
+            args.model, min_pixels=args.min_pixels, max_pixels=args.max_pixels
+        )
     n_problems = 0
     for path in args.files:
-        result = check_jsonl(path)
-        problems = [str(p) for p in result.problems]
-        if not args.no_images:
-            problems += check_record_images(result.records, path)
-        n_problems += len(problems)
-        status = "ok" if not problems else f"{len(problems)} problem(s)"
-        print(f"{path}: {len(result.records)} valid record(s), {status}")
-        for line in problems[:50]:
-            print(f"  {line}")
-        if len(problems) > 50:
-            print(f"  ... and {len(problems) - 50} more")
+        result = validate_jsonl(
+            path,
+            counter=counter,
+            max_length=args.max_length,
+            decode_images=args.decode,
+            check_images=not args.no_images,
+            root=args.root,
+            workers=args.workers,
+        )
+        report = result.report()
+        report["settings"]["token_counts_exact"] = exact if counter else None
+        n_problems += len(result.problems)
+        _print_report(report, exact)
+        if args.report:
+            atomic_write_json(args.report, report)
+            print(f"  report: {args.report}")
+        if args.out_clean:
+            write_records(args.out_clean, result.valid)
+            print(f"  clean subset ({len(result.valid)} records): {args.out_clean}")
     return 0 if n_problems == 0 else 2
+
+
+def _print_report(report: dict, exact: bool) -> None:
+    status = "ok" if not report["problems"] else f"{report['invalid']} refused"
+    print(f"{report['file']}: {report['records']} records, {report['valid']} valid, {status}")
+    for code, count in report["problems_by_code"].items():
+        print(f"  {code:<14} {count}")
+    for problem in report["problems"][:50]:
+        where = f"line {problem['line']}" if problem["line"] else "?"
+        ident = f" (id {problem['id']!r})" if problem["id"] else ""
+        print(
+            f"  {report['file']}:{where.removeprefix('line ')}{ident}: field "
+            f"'{problem['field']}': {problem['message']}"
+        )
+    if len(report["problems"]) > 50:
+        print(f"  ... and {len(report['problems']) - 50} more (see --report)")
+    lengths = report["token_length"]
+    if lengths:
+        note = "" if exact else " (approximate text count: pass a model folder for exact)"
+        print(
+            f"  tokens per record: max {lengths['max']}, p95 {lengths['p95']}, "
+            f"mean {lengths['mean']}{note}"
+        )

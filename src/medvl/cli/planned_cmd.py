@@ -33,7 +33,7 @@ def _not_built(part: str, command: str):
     return run
 
 
-def _add(groups, name: str, help_text: str, part: str, command: str) -> None:
+def add_planned(groups, name: str, help_text: str, part: str, command: str) -> None:
     parser = groups.add_parser(name, help=help_text, description=f"{help_text} (not built yet)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.set_defaults(func=_not_built(part, command))
@@ -42,7 +42,7 @@ def _add(groups, name: str, help_text: str, part: str, command: str) -> None:
 def register_simple(groups) -> None:
     """Add every planned top-level command."""
     for name, (help_text, part) in PLANNED.items():
-        _add(groups, name, help_text, part, name)
+        add_planned(groups, name, help_text, part, name)
 
 
 def register_train(groups) -> None:
@@ -51,4 +51,4 @@ def register_train(groups) -> None:
     subs = train.add_subparsers(dest="train_command", metavar="STEP", title="training steps")
     subs.required = True
     for name, (help_text, part) in TRAIN_PLANNED.items():
-        _add(subs, name, help_text, part, f"train {name}")
+        add_planned(subs, name, help_text, part, f"train {name}")

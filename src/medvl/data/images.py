@@ -140,26 +140,33 @@ class ImageCheck:
     message: str
 
 
-def check_image(path: str | Path, *, decode: bool = True) -> ImageCheck | None:
-    """The first reason ``path`` cannot be used as a Qwen-VL image, or None when it can."""
+def inspect_image(
+    path: str | Path, *, decode: bool = True
+) -> tuple[ImageHeader | None, ImageCheck | None]:
+    """The image's header (None if unreadable) and the first reason it is unusable (or None)."""
     try:
         header = image_header(path)
     except ImageError as exc:
-        return ImageCheck(exc.code, exc.detail)
+        return None, ImageCheck(exc.code, exc.detail)
     if not header.has_pixels:
-        return ImageCheck(
+        return header, ImageCheck(
             "no_pixel_data",
             "DICOM file has no pixel data (e.g. a report or a series header); "
             "point the record at an image DICOM instead",
         )
     size = _size_problem(header.width, header.height)
     if size or not decode:
-        return size
+        return header, size
     try:
         load_image(path)
     except ImageError as exc:
-        return ImageCheck(exc.code, exc.detail)
-    return None
+        return header, ImageCheck(exc.code, exc.detail)
+    return header, None
+
+
+def check_image(path: str | Path, *, decode: bool = True) -> ImageCheck | None:
+    """The first reason ``path`` cannot be used as a Qwen-VL image, or None when it can."""
+    return inspect_image(path, decode=decode)[1]
 
 
 def _size_problem(width: int, height: int) -> ImageCheck | None:
@@ -223,7 +230,7 @@ def iter_record_image_checks(
     base = Path(jsonl_path).parent
     seen: dict[Path, ImageCheck | None] = {}
     for record in records:
-        for index, path, check in _record_paths(record, base, root):
+        for index, path, check in record_image_paths(record, base, root):
             if check is None:
                 if path not in seen:
                     seen[path] = check_image(path, decode=decode)
@@ -232,16 +239,23 @@ def iter_record_image_checks(
                 yield record, index, path, check
 
 
-def _record_paths(
-    record: Record, base: Path, root: str | Path | None
+def record_image_paths(
+    record: Record, base: Path, root: str | Path | None, *, allow_absolute: bool = False
 ) -> Iterator[tuple[int, Path, ImageCheck | None]]:
-    """Each image's path (joined to ``base``; kept inside ``root`` when given)."""
+    """Each image's path (joined to ``base``; kept inside ``root`` when given).
+
+    With ``allow_absolute``, absolute paths are taken as the user wrote them and only relative
+    paths must stay inside ``root`` (converters write absolute paths to images kept elsewhere).
+    """
     if root is None:
         for index, path in enumerate(record.image_paths(base)):
             yield index, path, None
         return
     for index, raw in enumerate(record.images):
         text = raw.replace("\\", "/")
+        if allow_absolute and Path(text).is_absolute():
+            yield index, Path(text), None
+            continue
         if not (Path(text).is_absolute() or _WINDOWS_ABSOLUTE_RE.match(text)):
             text = os.path.relpath(base / text, root)
         try:

@@ -42,6 +42,7 @@ class JsonlCheck:
     path: Path
     records: list[Record] = field(default_factory=list)
     problems: list[RecordProblem] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)  # record id -> line number
 
     @property
     def ok(self) -> bool:
@@ -79,11 +80,20 @@ class RecordLineError(RecordError):
         super().__init__(str(problem))
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def _lines(path: Path) -> Iterator[tuple[int, str | RecordProblem]]:
+    """Non-blank lines with their numbers; a line that is not UTF-8 comes as a RecordProblem."""
     if not path.is_file():
         raise RecordError(f"{path}: no such file; pass the path of a canonical .jsonl file")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, text in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # tolerate a byte-order mark
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                message = f"not UTF-8 (byte {exc.start + 1}); re-save the file as UTF-8"
+                yield lineno, RecordProblem(path, lineno, None, "<encoding>", message)
+                continue
             if text.strip():
                 yield lineno, text
 
@@ -93,6 +103,8 @@ def iter_records(path: str | Path) -> Iterator[Record]:
     path = Path(path)
     seen: set[str] = set()
     for lineno, text in _lines(path):
+        if isinstance(text, RecordProblem):
+            raise RecordLineError(text)
         record = _parse_line(path, lineno, text)
         if record.id in seen:
             raise RecordLineError(
@@ -113,6 +125,9 @@ def check_jsonl(path: str | Path) -> JsonlCheck:
     result = JsonlCheck(path=path)
     seen: dict[str, int] = {}
     for lineno, text in _lines(path):
+        if isinstance(text, RecordProblem):
+            result.problems.append(text)
+            continue
         try:
             record = _parse_line(path, lineno, text)
         except RecordLineError as exc:
@@ -124,12 +139,18 @@ def check_jsonl(path: str | Path) -> JsonlCheck:
             continue
         seen[record.id] = lineno
         result.records.append(record)
+    result.lines = seen
     return result
 
 
 def record_to_line(record: Record) -> str:
     """The JSONL line for ``record`` (UTF-8 text, no trailing newline, stable key order)."""
-    return json.dumps(record.to_dict(), ensure_ascii=False, separators=(", ", ": "))
+    try:
+        return json.dumps(
+            record.to_dict(), ensure_ascii=False, separators=(", ", ": "), allow_nan=False
+        )
+    except ValueError as exc:  # NaN/Infinity are not JSON; other tools would reject the file
+        raise RecordError(f"record {record.id!r}: {exc}; replace NaN/inf values in meta") from None
 
 
 def write_records(path: str | Path, records: Iterable[Record]) -> int:

@@ -16,6 +16,7 @@ choice it is the option letter and ``options`` maps letters to option texts.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ class Record:
             "options": dict(self.options) if self.options is not None else None,
             "answer_type": self.answer_type,
             "question_type": self.question_type,
-            "meta": self.meta,
+            "meta": copy.deepcopy(self.meta),
         }
 
     @property

@@ -78,6 +78,9 @@ class FamilySpec:
     padding_side: str = "right"
     merge_size: int = 2
     temporal_patch_size: int = 2
+    #: The released checkpoints' image pixel budget (preprocessor shortest/longest edge).
+    default_min_pixels: int = 56 * 56
+    default_max_pixels: int = 28 * 28 * 16384
     im_start: str = "<|im_start|>"
     im_end: str = "<|im_end|>"
     vision_start: str = "<|vision_start|>"
@@ -163,6 +166,8 @@ _SPECS: tuple[FamilySpec, ...] = (
         image_std=(0.5, 0.5, 0.5),
         default_system_prompt=None,
         added_tokens=_QWEN3_ADDED,
+        default_min_pixels=256 * 256,
+        default_max_pixels=4096 * 4096,
         **_COMMON,
     ),
 )

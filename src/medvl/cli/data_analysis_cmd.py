@@ -1,0 +1,183 @@
+"""``medvl data classify|leakage|stats|split``: look at a dataset before training on it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medvl.errors import ConfigError
+
+
+def register(subs) -> None:
+    """Add the analysis actions to the ``data`` group."""
+    classify = subs.add_parser("classify", help="fill answer_type/question_type (en + zh)")
+    classify.add_argument("file", type=Path, help="canonical .jsonl")
+    classify.add_argument("--out", type=Path, required=True, help="classified .jsonl")
+    classify.add_argument("--mapping", type=Path, help="write the type mapping summary here")
+    classify.add_argument("--rules-only", action="store_true", help="ignore dataset labels")
+    classify.set_defaults(func=run_classify)
+
+    leakage = subs.add_parser("leakage", help="find test images/questions that appear in train")
+    leakage.add_argument("--train", type=Path, required=True, help="training .jsonl")
+    leakage.add_argument("--test", type=Path, required=True, help="test .jsonl")
+    leakage.add_argument("--report", type=Path, help="write the JSON report here")
+    leakage.add_argument("--out-filtered", type=Path, help="write the test set without leaks")
+    leakage.add_argument(
+        "--phash-distance",
+        type=int,
+        default=18,
+        help="256-bit pHash distance that counts as the same image (default 18)",
+    )
+    leakage.set_defaults(func=run_leakage)
+
+    stats = subs.add_parser("stats", help="counts, answer lengths and token histograms")
+    stats.add_argument("file", type=Path, help="canonical .jsonl")
+    stats.add_argument("--model", help="model folder or family: adds token-length statistics")
+    stats.add_argument("--plots", type=Path, help="write PNG plots into this folder")
+    stats.add_argument("--out", type=Path, help="write the statistics as JSON here")
+    stats.set_defaults(func=run_stats)
+
+    split = subs.add_parser("split", help="deterministic stratified split, grouped by image")
+    split.add_argument("file", type=Path, help="canonical .jsonl")
+    split.add_argument("--out", type=Path, required=True, help="folder for <split>.jsonl files")
+    split.add_argument(
+        "--fractions",
+        default="train=0.8,val=0.1,test=0.1",
+        help="comma-separated name=fraction (default train=0.8,val=0.1,test=0.1)",
+    )
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument(
+        "--stratify-by",
+        default="answer_type",
+        help="record field or meta key to balance (default answer_type; 'none')",
+    )
+    split.add_argument(
+        "--no-group-by-image",
+        action="store_true",
+        help="allow one image in several splits (not recommended)",
+    )
+    split.set_defaults(func=run_split)
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from medvl.data.jsonl import read_records, write_records
+    from medvl.data.taxonomy import classify_records
+    from medvl.fileio import atomic_write_json
+
+    records, summary = classify_records(read_records(args.file), use_labels=not args.rules_only)
+    write_records(args.out, records)
+    print(f"classified {summary['n']} records -> {args.out}")
+    for question_type, by_answer in sorted(summary["counts"].items()):
+        cells = ", ".join(f"{k} {v}" for k, v in sorted(by_answer.items()))
+        print(f"  {question_type:<14} {cells}")
+    print(f"  label sources: {summary['sources']}")
+    if args.mapping:
+        atomic_write_json(args.mapping, summary)
+        print(f"  type mapping: {args.mapping}")
+    return 0
+
+
+def run_leakage(args: argparse.Namespace) -> int:
+    from medvl.data.jsonl import read_records, write_records
+    from medvl.data.leakage import filter_test, find_leakage
+    from medvl.fileio import atomic_write_json
+
+    train, test = read_records(args.train), read_records(args.test)
+    try:
+        report = find_leakage(
+            train, args.train.parent, test, args.test.parent, phash_distance=args.phash_distance
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    data = report.to_dict()
+    print(f"leakage of {args.test} ({len(test)} records) into {args.train} ({len(train)}):")
+    for kind, count in data["counts"].items():
+        print(f"  {kind:<16} {count}")
+    for pair in data["pairs"][:20]:
+        print(f"  {pair['kind']}: test {pair['test_id']} ~ train {pair['train_id']}")
+    if args.report:
+        atomic_write_json(args.report, data)
+        print(f"  report: {args.report}")
+    if args.out_filtered:
+        kept = filter_test(test, report)
+        write_records(args.out_filtered, kept)
+        print(f"  filtered test set ({len(kept)} of {len(test)} kept): {args.out_filtered}")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from medvl.data.jsonl import read_records
+    from medvl.data.stats import dataset_stats, format_stats_table, plot_stats
+    from medvl.fileio import atomic_write_json
+
+    records = read_records(args.file)
+    token_counts = None
+    if args.model:
+        from medvl.data.tokens import load_token_counter
+        from medvl.data.validate import validate_jsonl
+
+        counter, _ = load_token_counter(args.model)
+        result = validate_jsonl(args.file, counter=counter)
+        records = result.valid
+        token_counts = [result.token_lengths[r.id] for r in records]
+    stats = dataset_stats(records, args.file.parent, token_counts=token_counts)
+    print(format_stats_table(stats))
+    if args.out:
+        atomic_write_json(args.out, stats)
+    if args.plots:
+        for path in plot_stats(stats, args.plots):
+            print(f"plot: {path}")
+    return 0
+
+
+def parse_fractions(text: str) -> dict[str, float]:
+    """``"train=0.8,test=0.2"`` -> ``{"train": 0.8, "test": 0.2}`` with a clear error."""
+    fractions = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            fractions[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"--fractions item {item!r} must look like name=0.8")
+    return fractions
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from medvl.data.jsonl import read_records, write_records
+    from medvl.data.split import split_records, split_summary
+
+    stratify = None if args.stratify_by.lower() == "none" else args.stratify_by
+    splits = split_records(
+        read_records(args.file),
+        fractions=parse_fractions(args.fractions),
+        seed=args.seed,
+        stratify_by=stratify,
+        group_by_image=not args.no_group_by_image,
+        base_dir=args.file.parent,
+    )
+    for name, records in splits.items():
+        write_records(args.out / f"{name}.jsonl", _rebase(records, args.file.parent, args.out))
+        print(f"  {name:<6} {len(records):>6} records -> {args.out / f'{name}.jsonl'}")
+    print(split_summary(splits, stratify))
+    return 0
+
+
+def _rebase(records, src_dir: Path, out_dir: Path):
+    """Rewrite relative image paths so they stay right from the output folder: relative when the
+    images sit below it, absolute otherwise (a '..' path would escape the dataset root)."""
+    import os
+    from dataclasses import replace
+
+    if src_dir.resolve() == out_dir.resolve():
+        return records
+
+    def moved(path: str) -> str:
+        if Path(path).is_absolute():
+            return path
+        target = (src_dir / path).resolve()
+        relative = os.path.relpath(target, out_dir.resolve())
+        return str(target) if relative.startswith("..") else relative
+
+    return [replace(r, images=[moved(p) for p in r.images]) for r in records]

@@ -1,0 +1,134 @@
+"""Loading source files as publishers ship them and as people re-save them.
+
+JSON lists, JSON lines, CSV and TSV are read into ``(key, row)`` pairs, where ``key`` names the
+row in a report (``test.json[17]``, ``train.jsonl:18``). A row that cannot be parsed (bad JSON,
+bytes that are not UTF-8, a truncated file, a CSV line with the wrong number of fields) becomes a
+:class:`~medvl.data.formats.base.Skipped` item instead of an exception, so that one broken line
+never costs the rest of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from medvl.data.formats.base import Skipped, has_surrogates
+from medvl.errors import MedvlError
+
+Row = tuple[str, Any]
+_WS = re.compile(r"\s*")
+_NOT_UTF8 = "holds bytes that are not valid UTF-8; re-save the file as UTF-8"
+
+
+def read_text(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 survive as surrogates so rows can be skipped."""
+    if not path.is_file():
+        raise MedvlError(f"{path}: no such file")
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def load_document(path: Path) -> Any | None:
+    """The whole file parsed as one JSON value, or None if it is not one (e.g. JSON lines)."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError:
+        return None
+
+
+def json_rows(path: Path) -> Iterator[Row | Skipped]:
+    """The elements of a JSON list file, or the objects of a JSON-lines file."""
+    text = read_text(path)
+    start = _WS.match(text).end()
+    if text.startswith("[", start):
+        yield from _list_elements(text, start + 1, path.name)
+    else:
+        yield from _json_lines(text, path.name)
+
+
+def _checked(key: str, value: Any) -> Row | Skipped:
+    if has_surrogates(value):
+        return Skipped(key, _NOT_UTF8)
+    return key, value
+
+
+def _list_elements(text: str, pos: int, name: str) -> Iterator[Row | Skipped]:
+    """Parse ``[a, b, ...]`` element by element, keeping what precedes a truncation or error."""
+    decoder = json.JSONDecoder()
+    index = 0
+    while True:
+        pos = _WS.match(text, pos).end()
+        key = f"{name}[{index}]"
+        if pos >= len(text):
+            yield Skipped(key, "the file ends before the closing ']' (truncated download?)")
+            return
+        if text[pos] == "]":
+            return
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            reason = f"not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
+            yield Skipped(key, reason + "; the records after it cannot be read either")
+            return
+        yield _checked(key, value)
+        index += 1
+        pos = _WS.match(text, pos).end()
+        if text.startswith(",", pos):
+            pos += 1
+        elif not text.startswith("]", pos):
+            yield Skipped(f"{name}[{index}]", "expected ',' or ']' between records (truncated?)")
+            return
+
+
+def _json_lines(text: str, name: str) -> Iterator[Row | Skipped]:
+    # split on "\n" only: str.splitlines() would also break inside strings holding U+2028 or \x85
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        key = f"{name}:{lineno}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Skipped(key, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        yield _checked(key, value)
+
+
+def table_rows(path: Path, delimiter: str | None = None) -> Iterator[Row | Skipped]:
+    """The rows of a CSV (or, for ``.tsv``, tab-separated) file as dicts keyed by the header."""
+    if delimiter is None:
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    handle = io.StringIO(read_text(path), newline="")
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # base64 images in VLMEvalKit TSVs exceed the 128 KiB default
+    try:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        width = len(reader.fieldnames or [])
+        for row in reader:
+            key = f"{path.name}:{reader.line_num}"
+            if None in row or any(value is None for value in row.values()):
+                count = width - sum(v is None for v in row.values()) + len(row.get(None) or [])
+                yield Skipped(key, f"has {count} fields but the header has {width}")
+                continue
+            yield _checked(key, row)
+    finally:
+        csv.field_size_limit(old_limit)
+
+
+def any_rows(path: Path) -> Iterator[Row | Skipped]:
+    """Rows of a ``.csv``/``.tsv`` table or of a JSON list / JSON-lines file."""
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return table_rows(path)
+    return json_rows(path)
+
+
+def require_file(path: Path, what: str) -> Path:
+    """``path`` itself if it is a file; a clear error otherwise."""
+    if not path.is_file():
+        raise MedvlError(f"{path}: expected {what}")
+    return path

@@ -1,0 +1,198 @@
+"""Dataset statistics: what a set of records holds, as a JSON-ready dict, a text table and plots.
+
+Why: before training or evaluating, one wants to see at a glance how records spread over datasets,
+splits, answer and question types, modalities and languages, how long the answers are (a model
+trained on one-word answers will answer in one word) and how many images each record carries.
+
+Answer length counts words and characters of the gold answer text (the option text for multiple
+choice). "Words" are Latin/digit runs plus single CJK characters, so Chinese answers get a
+meaningful count too. Image-token counts come from a token counter elsewhere and are passed in
+as ``token_counts``.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import re
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medvl.data.record import Record
+from medvl.fileio import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+LENGTH_BINS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200)  # lower edges; last bin is open-ended
+TOKEN_BINS = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+CATEGORIES = ("dataset", "split", "answer_type", "question_type", "modality", "lang")
+_WORD = re.compile(r"[A-Za-z0-9]+(?:['.-][A-Za-z0-9]+)*|[\u3400-\u9fff]")
+UNKNOWN = "unknown"
+
+
+def answer_text(record: Record) -> str:
+    """The gold answer as text: the option text for multiple choice, else answer or reference."""
+    answer = record.answer if record.answer is not None else record.reference
+    if record.options and answer in record.options:
+        return record.options[answer] or answer
+    return answer or ""
+
+
+def count_words(text: str) -> int:
+    """Latin/digit words plus CJK characters (each Chinese character counts as one word)."""
+    return len(_WORD.findall(text))
+
+
+def histogram(values: Sequence[int], edges: Sequence[int]) -> dict[str, int]:
+    """Counts per bin labelled "lo-hi" (inclusive) with an open last bin "lo+"; empty bins kept."""
+    labels = [
+        f"{lo}" if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(edges)
+    ] + [f"{edges[-1]}+"]
+    counts = dict.fromkeys(labels, 0)
+    for value in values:
+        index = sum(value >= edge for edge in edges) - 1
+        counts[labels[max(index, 0)]] += 1
+    return counts
+
+
+def summarize(values: Sequence[int]) -> dict[str, float | int | None]:
+    """min, max, mean and median of ``values`` (None for an empty list)."""
+    if not values:
+        return {"min": None, "max": None, "mean": None, "median": None}
+    return {
+        "min": min(values),
+        "max": max(values),
+        "mean": round(statistics.fmean(values), 3),
+        "median": statistics.median(values),
+    }
+
+
+def _category(record: Record, name: str) -> str:
+    value = record.meta.get(name) if name == "modality" else getattr(record, name)
+    return str(value) if value not in (None, "") else UNKNOWN
+
+
+def _image_stats(records: Sequence[Record], base_dir: str | Path | None) -> dict[str, Any]:
+    per_record = Counter(len(r.images) for r in records)
+    if base_dir is None:
+        paths = {image for r in records for image in r.images}
+    else:
+        paths = {str(path) for r in records for path in r.image_paths(base_dir)}
+    stats: dict[str, Any] = {
+        "images_per_record": {str(k): per_record[k] for k in sorted(per_record)},
+        "distinct_images": len(paths),
+    }
+    if base_dir is not None:
+        stats["missing_images"] = sum(not Path(p).is_file() for p in paths)
+    return stats
+
+
+def dataset_stats(
+    records: Sequence[Record],
+    base_dir: str | Path | None = None,
+    *,
+    token_counts: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Counts and length distributions of ``records`` as a JSON-serialisable dict.
+
+    Keys: ``n_records``; ``counts`` (per :data:`CATEGORIES`; modality from ``meta["modality"]``,
+    missing values as "unknown"); ``answer_words``/``answer_chars`` (``histogram`` and
+    ``summary``); ``images`` (records per image count, distinct images and, when ``base_dir`` is
+    given, how many are missing on disk); ``image_tokens`` when ``token_counts`` (one per record)
+    is given.
+    """
+    records = list(records)
+    if token_counts is not None and len(token_counts) != len(records):
+        raise ValueError(
+            f"token_counts has {len(token_counts)} values for {len(records)} records; "
+            "pass one count per record"
+        )
+    words = [count_words(answer_text(r)) for r in records]
+    chars = [len(answer_text(r)) for r in records]
+    stats: dict[str, Any] = {
+        "n_records": len(records),
+        "counts": {
+            name: dict(Counter(_category(r, name) for r in records).most_common())
+            for name in CATEGORIES
+        },
+        "answer_words": {"histogram": histogram(words, LENGTH_BINS), "summary": summarize(words)},
+        "answer_chars": {"histogram": histogram(chars, LENGTH_BINS), "summary": summarize(chars)},
+        "images": _image_stats(records, base_dir),
+    }
+    if token_counts is not None:
+        tokens = [int(t) for t in token_counts]
+        stats["image_tokens"] = {
+            "histogram": histogram(tokens, TOKEN_BINS),
+            "summary": summarize(tokens),
+        }
+    return stats
+
+
+def _section(title: str, rows: dict[str, Any], total: int | None = None) -> list[str]:
+    width = max([len(str(k)) for k in rows] + [len(title)])
+    lines = [title, "-" * (width + 18)]
+    for key, value in rows.items():
+        share = f"  {100 * value / total:5.1f}%" if total and isinstance(value, int) else ""
+        lines.append(f"{key!s:<{width}}  {value!s:>8}{share}")
+    return [*lines, ""]
+
+
+def format_stats_table(stats: dict[str, Any]) -> str:
+    """A plain-text report of :func:`dataset_stats`' output, one aligned table per section."""
+    total = stats["n_records"]
+    lines = [f"records: {total}", ""]
+    for name, counts in stats["counts"].items():
+        lines += _section(name, counts, total)
+    for key, title in (
+        ("answer_words", "answer length (words)"),
+        ("answer_chars", "answer length (chars)"),
+        ("image_tokens", "image tokens per record"),
+    ):
+        if key in stats:
+            lines += _section(title, stats[key]["histogram"], total)
+            lines += _section(f"{title}: summary", stats[key]["summary"])
+    images = stats["images"]
+    lines += _section("images per record", images["images_per_record"], total)
+    lines += _section("images", {k: v for k, v in images.items() if k != "images_per_record"})
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def plot_stats(stats: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Bar charts (PNG) of each count and histogram in ``stats``; [] when matplotlib is missing.
+
+    matplotlib is optional: without it a warning is logged and no file is written.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed; no plots written (pip install matplotlib)")
+        return []
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    charts = {f"counts_{name}": counts for name, counts in stats["counts"].items()}
+    for key in ("answer_words", "answer_chars", "image_tokens"):
+        if key in stats:
+            charts[key] = stats[key]["histogram"]
+    charts["images_per_record"] = stats["images"]["images_per_record"]
+    paths = []
+    for name, data in charts.items():
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(data) + 2), 3.5))
+        ax.bar([str(k) for k in data], list(data.values()), color="#4a7ab0")
+        ax.set_title(name.replace("_", " "))
+        ax.set_ylabel("records")
+        ax.tick_params(axis="x", labelrotation=45)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        plt.close(fig)
+        path = out_dir / f"{name}.png"
+        atomic_write_bytes(path, buffer.getvalue())
+        paths.append(path)
+    return paths
