@@ -17,10 +17,12 @@ $(BIN)/python:
 # Reinstall when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	bash scripts/install_wordnet.sh $(VENV) || echo "WordNet not installed: METEOR is off"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	bash scripts/install_wordnet.sh $(VENV) || echo "WordNet not installed: METEOR is off (its tests skip)"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

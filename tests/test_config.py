@@ -40,9 +40,11 @@ def write(tmp_path, text: str) -> Path:
 
 def test_yaml_and_overrides_build_typed_config(tmp_path):
     path = write(tmp_path, "stage: align\nlr: 2\nlora:\n  r: 4\n")
-    config = load_config(Recipe, path, ["lora.alpha=32", "max_steps=10", "lora.targets=[a,b]"])
+    config = load_config(
+        Recipe, path, ["lora.alpha=32", "max_steps=10", "lora.targets=[a,b]", "lr=1e-3"]
+    )
     assert config.stage == "align"
-    assert config.lr == 2.0 and isinstance(config.lr, float)
+    assert config.lr == 1e-3 and isinstance(config.lr, float)
     assert config.lora == LoraSection(r=4, alpha=32.0, targets=["a", "b"])
     assert config.max_steps == 10
     assert config.output_dir == Path("runs/x")

@@ -141,6 +141,11 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
 
 
 def _convert_scalar(hint: Any, value: Any, key: str, source: str) -> Any:
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if hint is Path and isinstance(value, str):

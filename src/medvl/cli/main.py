@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from medvl import __version__
-from medvl.cli import data_cmd, planned_cmd, tiny_cmd
+from medvl.cli import data_cmd, eval_cmd, infer_cmd, planned_cmd, tiny_cmd, train_cmd
 from medvl.errors import MedvlError
 
 
@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     groups.required = True
     data_cmd.register(groups)
-    planned_cmd.register_train(groups)
+    train_cmd.register(groups)
+    infer_cmd.register(groups)
+    eval_cmd.register(groups)
     planned_cmd.register_simple(groups)
     tiny_cmd.register(groups)
     return parser

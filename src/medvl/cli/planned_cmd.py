@@ -40,15 +40,5 @@ def add_planned(groups, name: str, help_text: str, part: str, command: str) -> N
 
 
 def register_simple(groups) -> None:
-    """Add every planned top-level command."""
-    for name, (help_text, part) in PLANNED.items():
-        add_planned(groups, name, help_text, part, name)
-
-
-def register_train(groups) -> None:
-    """Add the ``train`` group with its planned sub-commands."""
-    train = groups.add_parser("train", help="fine-tune: two-stage SFT and GRPO")
-    subs = train.add_subparsers(dest="train_command", metavar="STEP", title="training steps")
-    subs.required = True
-    for name, (help_text, part) in TRAIN_PLANNED.items():
-        add_planned(subs, name, help_text, part, f"train {name}")
+    """Add the planned top-level commands that no other module registers yet."""
+    add_planned(groups, "run", *PLANNED["run"], "run")

@@ -255,17 +255,25 @@ def parameters_by_part(
     return split_by_part(model.named_parameters(), spec)
 
 
-def lora_target_regex(spec: FamilySpec, parts: Iterable[str] = ("language",)) -> str:
+def lora_target_regex(
+    spec: FamilySpec,
+    parts: Iterable[str] = ("language",),
+    language_targets: Iterable[str] | None = None,
+) -> str:
     """Return a peft ``target_modules`` regex for the default LoRA targets of ``parts``.
 
     ``parts`` may hold ``"language"`` and ``"vision"``. Bare names are not enough: peft
     matches ``target_modules=["linear_fc1"]`` by suffix, which also hits Qwen3-VL's merger
     and deepstack mergers, and Qwen2.5-VL's vision MLP shares ``gate_proj``/``up_proj``/
     ``down_proj`` with the language model; the regex anchors each name under its part's
-    block prefix (peft full-matches a string against module names).
+    block prefix (peft full-matches a string against module names). ``language_targets``
+    replaces the family's default language-model module names.
     """
     anchors = {
-        "language": (spec.language_layer_prefix, spec.language_lora_targets),
+        "language": (
+            spec.language_layer_prefix,
+            tuple(language_targets or spec.language_lora_targets),
+        ),
         "vision": (spec.vision_block_prefix, spec.vision_lora_targets),
     }
     alternatives = []

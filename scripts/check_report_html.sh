@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Render a medvl report page in headless Chromium and save a screenshot, to check by eye that
+# the self-contained HTML (tables, inline CSS, base64 plots) displays as intended.
+#
+#   scripts/check_report_html.sh REPORT.html OUT.png [WIDTHxHEIGHT]
+#
+# Uses Debian's chromium (installed with apt-get when missing and running as root). The flags keep
+# Chromium offline and stateless: a throwaway profile, no sync, no component updates, no QUIC.
+set -euo pipefail
+
+if [[ $# -lt 2 ]]; then
+  echo "usage: $0 REPORT.html OUT.png [WIDTHxHEIGHT]" >&2
+  exit 2
+fi
+report=$(realpath "$1")
+out=$(realpath -m "$2")
+size=${3:-1200x2000}
+[[ -f "$report" ]] || { echo "$0: $report: no such file" >&2; exit 2; }
+
+browser=$(command -v chromium || command -v chromium-browser || true)
+if [[ -z "$browser" ]]; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "$0: chromium is not installed; run: sudo apt-get install -y chromium" >&2
+    exit 2
+  fi
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  browser=$(command -v chromium)
+fi
+
+profile=$(mktemp -d)
+trap 'rm -rf "$profile"' EXIT
+"$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+  --disable-background-networking --disable-component-update --disable-sync \
+  --user-data-dir="$profile" --hide-scrollbars --window-size="${size/x/,}" \
+  --screenshot="$out" "file://$report" 2>/dev/null
+[[ -s "$out" ]] || { echo "$0: chromium wrote no screenshot to $out" >&2; exit 1; }
+echo "screenshot: $out"

@@ -1,0 +1,349 @@
+"""``medvl predict|chat|serve|export``: use a trained model.
+
+Heavy imports (torch, transformers, peft, fastapi) happen inside the command functions, so
+``medvl --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(groups) -> None:
+    """Add the inference commands."""
+    _register_predict(groups)
+    _register_chat(groups)
+    _register_serve(groups)
+    _register_export(groups)
+
+
+# ---------------------------------------------------------------- shared options
+
+
+def _add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        required=required,
+        help="model folder or hub id (an adapter folder works too: its base is read from it)",
+    )
+    group.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="peft adapter folder; repeat to stack (earlier ones are merged first)",
+    )
+    group.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), bf16...")
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    group.add_argument("--attn-implementation", help="sdpa, eager or flash_attention_2")
+    group.add_argument("--min-pixels", type=int, help="smallest image area in pixels")
+    group.add_argument("--max-pixels", type=int, help="largest image area in pixels")
+    quant = group.add_mutually_exclusive_group()
+    quant.add_argument("--load-4bit", action="store_true", help="4-bit weights (CUDA)")
+    quant.add_argument("--load-8bit", action="store_true", help="8-bit weights (CUDA)")
+    group.add_argument(
+        "--trust-remote-code", action="store_true", help="run Python code shipped with the model"
+    )
+
+
+def _add_remote_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("engine")
+    group.add_argument(
+        "--engine", choices=("hf", "openai"), default="hf", help="local model or a server"
+    )
+    group.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://host:8000/v1")
+    group.add_argument("--api-key", help="server API key (default: $OPENAI_API_KEY)")
+    group.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai)")
+
+
+def _add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 256) -> None:
+    group = parser.add_argument_group("generation")
+    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    group.add_argument(
+        "--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples"
+    )
+    group.add_argument("--top-p", type=float, default=1.0)
+    group.add_argument("--top-k", type=int)
+    group.add_argument("--repetition-penalty", type=float, default=1.0)
+    group.add_argument("--seed", type=int, help="sampling seed")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from medvl.infer.engine import GenerationSettings
+
+    return GenerationSettings.from_temperature(
+        args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    )
+
+
+def _load_options(args: argparse.Namespace) -> Any:
+    from medvl.models.loading import LoadOptions
+
+    quantization = "4bit" if args.load_4bit else "8bit" if args.load_8bit else None
+    return LoadOptions(
+        dtype=args.dtype,
+        device=args.device,
+        attn_implementation=args.attn_implementation,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+        quantization=quantization,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def _engine(args: argparse.Namespace, *, batch_size: int = 1, workers: int | None = None) -> Any:
+    from medvl.errors import ConfigError
+
+    if getattr(args, "engine", "hf") == "openai":
+        from medvl.infer.openai_engine import OpenAIEngine
+
+        if not args.base_url:
+            raise ConfigError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
+        if args.adapter:
+            raise ConfigError("--adapter is for the local engine; the server loads adapters")
+        return OpenAIEngine(
+            args.base_url, model=args.model, api_key=args.api_key, concurrency=args.concurrency
+        )
+    if not args.model:
+        raise ConfigError("pass --model (a model folder or hub id)")
+    from medvl.infer.hf_engine import HFEngine
+    from medvl.models.loading import load_model
+
+    loaded = load_model(args.model, args.adapter, _load_options(args))
+    return HFEngine(loaded, batch_size=batch_size, num_workers=workers)
+
+
+# ---------------------------------------------------------------- predict
+
+
+def _register_predict(groups) -> None:
+    parser = groups.add_parser(
+        "predict",
+        help="batched prediction over a JSONL file (resumable)",
+        description="Write one prediction per record to --out; a rerun skips ids already there.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="canonical records (.jsonl)")
+    parser.add_argument("--out", type=Path, required=True, help="predictions file (.jsonl)")
+    parser.add_argument("--batch-size", type=int, default=8, help="records per generate call")
+    parser.add_argument("--workers", type=int, help="image-loading threads (default: cores-1)")
+    parser.add_argument("--limit", type=int, help="predict at most N more records")
+    parser.add_argument("--overwrite", action="store_true", help="start over, discarding --out")
+    parser.add_argument(
+        "--keep-errors", action="store_true", help="do not retry records that failed before"
+    )
+    _add_model_args(parser, required=False)
+    _add_remote_args(parser)
+    _add_generation_args(parser)
+    parser.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from medvl.infer.predict import predict_file
+
+    settings = _settings(args)
+    engine = _engine(args, batch_size=args.batch_size, workers=args.workers)
+    bar = tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        summary = predict_file(
+            engine,
+            args.data,
+            args.out,
+            settings,
+            overwrite=args.overwrite,
+            retry_errors=not args.keep_errors,
+            limit=args.limit,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+        engine.close()
+    print(
+        f"{summary.out}: {summary.written} predicted ({summary.errors} errors), "
+        f"{summary.skipped} already there, {summary.total} records; "
+        f"{summary.records_per_second:.2f} records/s"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- chat
+
+
+def _register_chat(groups) -> None:
+    parser = groups.add_parser(
+        "chat",
+        help="interactive multi-turn chat with images in the terminal",
+        description="Chat in the terminal. Commands: /image PATH, /reset, /save FILE, /help, "
+        "/exit. Reads turns line by line when stdin is not a terminal, so it can be scripted.",
+    )
+    parser.add_argument("--image", action="append", default=[], help="image for the first turn")
+    parser.add_argument("--system", help="system prompt")
+    _add_model_args(parser, required=False)
+    _add_remote_args(parser)
+    _add_generation_args(parser, max_new_tokens=512)
+    parser.set_defaults(func=run_chat)
+
+
+def _lines(interactive: bool):
+    if not interactive:
+        yield from sys.stdin
+        return
+    while True:
+        try:
+            yield input("you> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    from medvl.errors import MedvlError
+    from medvl.infer.chat import COMMANDS, ChatSession, parse_line
+
+    session = ChatSession(_engine(args), _settings(args), system=args.system)
+    for image in args.image:
+        session.add_image(image)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("medvl chat: type a message; /help lists commands", file=sys.stderr)
+    for line in _lines(interactive):
+        try:
+            parsed = parse_line(line)
+            if parsed.command == "/exit":
+                break
+            if parsed.command is None:
+                if parsed.text:
+                    _reply(session, parsed.text, interactive)
+            elif parsed.command == "/image":
+                print(f"[image attached: {session.add_image(parsed.text)}]", file=sys.stderr)
+            elif parsed.command == "/reset":
+                session.reset()
+                print("[conversation reset]", file=sys.stderr)
+            elif parsed.command == "/save":
+                print(f"[saved to {session.save(parsed.text)}]", file=sys.stderr)
+            else:
+                print("\n".join(COMMANDS.values()), file=sys.stderr)
+        except MedvlError as exc:
+            print(f"medvl: error: {exc}", file=sys.stderr)
+    session.engine.close()
+    return 0
+
+
+def _reply(session: Any, text: str, interactive: bool) -> None:
+    if interactive:
+        print("assistant> ", end="", flush=True)
+    try:
+        for piece in session.send(text):
+            print(piece, end="", flush=True)
+    except KeyboardInterrupt:
+        print("\n[interrupted; the message was dropped]", file=sys.stderr)
+        return
+    print(flush=True)
+
+
+# ---------------------------------------------------------------- serve
+
+
+def _register_serve(groups) -> None:
+    parser = groups.add_parser(
+        "serve",
+        help="OpenAI-compatible /v1/chat/completions server",
+        description="Serve a model over the OpenAI chat API (plain and streamed) on FastAPI.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: localhost)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--api-key", help="require 'Authorization: Bearer KEY' (default: $MEDVL_API_KEY)"
+    )
+    parser.add_argument("--served-model-name", help="model name clients send (default: folder)")
+    parser.add_argument("--image-root", type=Path, help="allow image file paths under this dir")
+    parser.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body")
+    parser.add_argument("--max-images", type=int, default=8, help="most images per request")
+    _add_model_args(parser)
+    _add_generation_args(parser, max_new_tokens=512)
+    parser.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from medvl.infer.protocol import ServerConfig
+    from medvl.infer.server import create_app, is_loopback, run_server
+
+    api_key = args.api_key or os.environ.get("MEDVL_API_KEY") or None
+    if not is_loopback(args.host) and api_key is None:
+        print(
+            f"medvl: warning: serving on {args.host} without an API key; anyone who can reach "
+            "this port can use the model (set --api-key or MEDVL_API_KEY)",
+            file=sys.stderr,
+        )
+    engine = _engine(args)
+    name = args.served_model_name or Path(str(args.model).rstrip("/")).name
+    config = ServerConfig(
+        model_name=name,
+        api_key=api_key,
+        image_root=args.image_root,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_images=args.max_images,
+        defaults=_settings(args),
+    )
+    print(f"serving {name!r} at http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr)
+    run_server(create_app(engine, config), args.host, args.port)
+    return 0
+
+
+# ---------------------------------------------------------------- export
+
+
+def _register_export(groups) -> None:
+    export = groups.add_parser("export", help="merge a LoRA adapter into a standalone model")
+    subs = export.add_subparsers(dest="export_command", metavar="ACTION", title="actions")
+    subs.required = True
+    merge = subs.add_parser(
+        "merge",
+        help="merge LoRA into the base; write safetensors, processor files and a model card",
+    )
+    merge.add_argument("--base", help="base model folder or hub id (default: from the adapter)")
+    merge.add_argument("--adapter", required=True, help="peft adapter folder")
+    merge.add_argument("--out", type=Path, required=True, help="output model folder")
+    merge.add_argument("--dtype", default="auto", help="auto (the base's), bf16, fp16 or fp32")
+    merge.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    merge.add_argument("--trust-remote-code", action="store_true")
+    merge.set_defaults(func=run_export_merge)
+
+
+def run_export_merge(args: argparse.Namespace) -> int:
+    from medvl.models.loading import adapter_base, check_adapter_dir
+    from medvl.models.merge import merge_adapter
+
+    check_adapter_dir(args.adapter)
+    base = args.base or adapter_base(args.adapter)
+    report = merge_adapter(
+        base,
+        args.adapter,
+        args.out,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+    )
+    kept = ", ".join(report.full_modules) or "none"
+    print(
+        f"merged {report.lora_modules} LoRA modules into {report.base} -> {report.out_dir} "
+        f"({report.dtype}, {report.tensors} tensors; fully trained modules kept: {kept})"
+    )
+    return 0

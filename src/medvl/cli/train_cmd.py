@@ -1,0 +1,48 @@
+"""``medvl train sft|grpo RECIPE.yaml [key=value ...]``: fine-tuning from YAML recipes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medvl.cli.planned_cmd import TRAIN_PLANNED, add_planned
+
+
+def register(groups) -> None:
+    """Add the ``train`` group."""
+    train = groups.add_parser("train", help="fine-tune: two-stage SFT and GRPO")
+    subs = train.add_subparsers(dest="train_command", metavar="STEP", title="training steps")
+    subs.required = True
+    sft = subs.add_parser("sft", help="supervised fine-tuning (stage align|instruct|full)")
+    sft.add_argument("recipe", type=Path, help="recipe YAML (see recipes/)")
+    sft.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override recipe keys, e.g. learning_rate=1e-4 lora.r=16 resume=true",
+    )
+    sft.set_defaults(func=run_sft_command)
+    for name, (help_text, part) in TRAIN_PLANNED.items():
+        if name != "sft":
+            add_planned(subs, name, help_text, part, f"train {name}")
+
+
+def run_sft_command(args: argparse.Namespace) -> int:
+    from medvl.config import load_config
+    from medvl.train.sft import run_sft
+    from medvl.train.sft_config import SFTConfig
+
+    config = load_config(SFTConfig, args.recipe, args.overrides)
+    result = run_sft(config)
+    print(result.plan.describe())
+    if result.dropped:
+        print(f"dropped {len(result.dropped)} over-long record(s) (see the run log)")
+    loss = result.metrics.get("train_loss")
+    print(
+        f"trained on {result.train_records} records in {result.seconds:.0f} s"
+        + (f", final train loss {loss:.4f}" if loss is not None else "")
+    )
+    for name, value in result.validation.items():
+        print(f"validation {name}: {value:.4f}")
+    print(f"output: {result.output_dir}")
+    return 0

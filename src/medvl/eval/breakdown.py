@@ -1,0 +1,317 @@
+"""Means per metric, overall and per group, each with a percentile-bootstrap confidence interval.
+
+The input is the rows of a ``scores.jsonl`` (one dict per data record, see
+:mod:`medvl.eval.scoring`): ``correct`` (0/1 or null), ``metrics`` (name -> value), the record's
+``kind``, ``answer_type``, ``question_type``, ``lang``, ``dataset`` and the requested ``meta``
+keys. :func:`metrics_json` assembles a run's ``metrics.json`` from them; :data:`BENCHMARKS` names
+the breakdown keys each benchmark reports.
+
+Method: a metric's estimate over a group is the plain mean of its per-record values over every
+record of the group where the metric applies (missing and empty predictions included, scored 0),
+so wrong answers never leave the denominator. The 95% interval is the percentile bootstrap: draw
+``resamples`` samples of the group's values with replacement (numpy, ``default_rng(seed)``),
+take each sample's mean, and report the 2.5th and 97.5th percentiles of those means. The seed is
+fixed, so the same scores always give the same intervals. Corpus-level metrics (BLEU over the
+corpus, CIDEr-D) have no interval: they are not means of per-record values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from medvl.errors import ConfigError
+
+#: The headline metric: 0/1 correctness per record (MCQ letter, closed answer, open exact match).
+ACCURACY = "accuracy"
+#: Record fields that can always be grouped by; any other key is looked up in ``meta``.
+RECORD_KEYS = ("kind", "answer_type", "question_type", "lang", "dataset")
+DEFAULT_KEYS = ("kind", "answer_type", "question_type", "lang")
+NO_VALUE = "(none)"
+_CELLS_PER_CHUNK = 4_000_000  # bounds memory of the index matrix (32 MB of int64)
+
+
+@dataclass(frozen=True)
+class BenchmarkBreakdown:
+    """What a benchmark is scored and broken down by: its ``medvl data convert`` format, the
+    ``meta`` keys its converter keeps for breakdowns, and the numbers its papers report."""
+
+    name: str
+    format: str
+    kinds: str
+    keys: tuple[str, ...]
+    official: str
+
+
+#: Breakdown presets for ``medvl eval score --bench NAME`` (``medvl eval benches`` lists them).
+BENCHMARKS = {
+    b.name: b
+    for b in (
+        BenchmarkBreakdown(
+            "slake",
+            "slake",
+            "closed + open",
+            ("modality", "location", "content_type", "base_type"),
+            "exact match overall, closed/open, per modality and content type (lmms-eval)",
+        ),
+        BenchmarkBreakdown(
+            "vqa_rad",
+            "vqa_rad",
+            "closed + open",
+            ("image_organ", "phrase_type"),
+            "closed accuracy; open token recall (LLaVA-Med)",
+        ),
+        BenchmarkBreakdown(
+            "pathvqa", "pathvqa", "closed + open", (), "closed (yes/no) accuracy; open recall"
+        ),
+        BenchmarkBreakdown("pmc_vqa", "pmc_vqa", "mcq", (), "MCQ accuracy"),
+        BenchmarkBreakdown(
+            "omnimedvqa", "omnimedvqa", "mcq", ("modality_type", "access"), "MCQ accuracy"
+        ),
+        BenchmarkBreakdown(
+            "gmai_mmbench",
+            "gmai_mmbench",
+            "mcq",
+            ("clinical vqa task", "department", "perceptual granularity", "modality"),
+            "MCQ accuracy overall and per task/department/granularity (VLMEvalKit)",
+        ),
+        BenchmarkBreakdown(
+            "huatuo", "huatuo", "mcq", ("dataset", "subset"), "MCQ accuracy per source dataset"
+        ),
+        BenchmarkBreakdown(
+            "iu_xray", "iu_xray", "report", (), "BLEU-1..4, ROUGE-L, METEOR, CIDEr-D"
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """How confidence intervals are drawn; stored in ``metrics.json`` so a run can be redone."""
+
+    resamples: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.resamples < 1:
+            raise ConfigError(f"bootstrap resamples must be >= 1, got {self.resamples}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ConfigError(f"confidence must be between 0 and 1, got {self.confidence}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "percentile bootstrap of the mean", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over ``n`` records with its bootstrap interval; ``None`` fields when ``n == 0``."""
+
+    n: int
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bootstrap_means(values: np.ndarray, settings: BootstrapSettings) -> np.ndarray:
+    """The means of ``settings.resamples`` resamples (with replacement) of ``values``.
+
+    ``values`` is ``(n,)`` or ``(n, m)`` (m metrics over the same records, resampled together:
+    the result is ``(resamples,)`` or ``(resamples, m)``). The draws depend only on the seed and
+    n, so a column gets the same interval alone or beside others. Vectorised in chunks of
+    (rows, n) index matrices that keep memory bounded for large n.
+    """
+    n = len(values)
+    columns = values.reshape(n, -1)
+    rng = np.random.default_rng(settings.seed)
+    rows_per_chunk = max(1, _CELLS_PER_CHUNK // max(n, 1))
+    means = np.empty((settings.resamples, columns.shape[1]), dtype=float)
+    for start in range(0, settings.resamples, rows_per_chunk):
+        stop = min(settings.resamples, start + rows_per_chunk)
+        index = rng.integers(0, n, size=(stop - start, n))
+        for j in range(columns.shape[1]):
+            means[start:stop, j] = columns[:, j][index].mean(axis=1)
+    return means.reshape(settings.resamples, *values.shape[1:])
+
+
+def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of ``samples`` (e.g. 2.5th-97.5th percentiles)."""
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(samples, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def estimate(values: Sequence[float], settings: BootstrapSettings | None = None) -> Estimate:
+    """Mean of ``values`` with its percentile-bootstrap interval."""
+    return estimate_columns(np.asarray(values, dtype=float).reshape(-1, 1), settings)[0]
+
+
+def estimate_columns(
+    matrix: np.ndarray, settings: BootstrapSettings | None = None
+) -> list[Estimate]:
+    """:func:`estimate` of each column of an ``(n, m)`` matrix, with one shared set of draws."""
+    settings = settings or BootstrapSettings()
+    n, m = matrix.shape
+    if n == 0:
+        return [Estimate(0, None, None, None)] * m
+    means = [matrix[:, j].mean() for j in range(m)]  # per column: same sum as estimate()
+    varying = [j for j in range(m) if n > 1 and np.any(matrix[:, j] != matrix[0, j])]
+    intervals = {j: (float(means[j]), float(means[j])) for j in range(m)}
+    if varying:
+        samples = bootstrap_means(matrix[:, varying], settings)
+        for k, j in enumerate(varying):
+            intervals[j] = percentile_interval(samples[:, k], settings.confidence)
+    return [Estimate(n, float(means[j]), *intervals[j]) for j in range(m)]
+
+
+def row_value(row: Mapping[str, Any], metric: str) -> float | None:
+    """The value of ``metric`` for one scores row (``accuracy`` is the row's ``correct``)."""
+    if metric == ACCURACY:
+        return row.get("correct")
+    return (row.get("metrics") or {}).get(metric)
+
+
+def group_label(row: Mapping[str, Any], key: str) -> str:
+    """The group a row falls in for breakdown ``key`` (a record field or a ``meta`` key)."""
+    value = row.get(key) if key in RECORD_KEYS else (row.get("meta") or {}).get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return NO_VALUE
+    return value if isinstance(value, str) else str(value)
+
+
+def metric_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``accuracy`` (when any row has a correctness) and every per-record metric, in first-seen
+    order."""
+    names: dict[str, None] = {}
+    for row in rows:
+        if row.get("correct") is not None:
+            names.setdefault(ACCURACY, None)
+        for name in row.get("metrics") or {}:
+            names.setdefault(name, None)
+    ordered = [ACCURACY] if ACCURACY in names else []
+    return ordered + [name for name in names if name != ACCURACY]
+
+
+def summarize(
+    rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], settings: BootstrapSettings
+) -> dict[str, dict[str, Any]]:
+    """``{metric: estimate}`` over the rows where each metric applies.
+
+    Metrics defined on the same rows (all open metrics, say) are resampled together.
+    """
+    columns = {m: [row_value(row, m) for row in rows] for m in metrics}
+    by_rows: dict[tuple[int, ...], list[str]] = {}
+    for metric, column in columns.items():
+        present = tuple(i for i, value in enumerate(column) if value is not None)
+        by_rows.setdefault(present, []).append(metric)
+    summary = {}
+    for present, names in by_rows.items():
+        matrix = np.array([[columns[m][i] for m in names] for i in present], dtype=float)
+        found = estimate_columns(matrix.reshape(len(present), len(names)), settings)
+        summary.update({name: est.to_dict() for name, est in zip(names, found, strict=True)})
+    return {metric: summary[metric] for metric in metrics}
+
+
+def breakdown(
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    metrics: Sequence[str],
+    settings: BootstrapSettings,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{key: {group: {metric: estimate}}}``; groups sorted, metrics with no value left out."""
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for key in keys:
+        groups: dict[str, list[Mapping[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(group_label(row, key), []).append(row)
+        result[key] = {}
+        for label in sorted(groups):
+            cells = summarize(groups[label], metrics, settings)
+            result[key][label] = {m: e for m, e in cells.items() if e["n"] > 0}
+    return result
+
+
+def aggregate(
+    rows: Sequence[Mapping[str, Any]], keys: Sequence[str], settings: BootstrapSettings
+) -> dict[str, Any]:
+    """Summary, breakdowns by ``keys``, and the MCQ unparsed rate and extraction rules.
+
+    The unparsed rate counts MCQ records that have a prediction (possibly empty) from which no
+    letter could be extracted; records with no prediction are counted as missing instead.
+    """
+    names = metric_names(rows)
+    mcq = [r for r in rows if r.get("kind") == "mcq" and r.get("status") != "missing"]
+    unparsed = sum(r.get("extracted") is None for r in mcq)
+    rate = unparsed / len(mcq) if mcq else None
+    rules: dict[str, int] = {}
+    for row in mcq:
+        rules[str(row.get("rule"))] = rules.get(str(row.get("rule")), 0) + 1
+    return {
+        "summary": summarize(rows, names, settings),
+        "breakdowns": breakdown(rows, keys, names, settings),
+        "unparsed": {"n": len(mcq), "count": unparsed, "rate": rate},
+        "extraction_rules": dict(sorted(rules.items())),
+    }
+
+
+def metrics_json(
+    rows: Sequence[Mapping[str, Any]],
+    corpus: Mapping[str, Any],
+    predictions: Any,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``metrics.json`` body: aggregates, counts, problems, settings and versions.
+
+    ``predictions`` is a :class:`medvl.eval.scoring.Predictions` (``texts``, ``n_lines``,
+    ``duplicate_ids``); ``settings["breakdown"]`` and ``settings["bootstrap"]`` drive the
+    aggregates.
+    """
+    boot = settings["bootstrap"]
+    boot = BootstrapSettings(boot["resamples"], boot["seed"], boot["confidence"])
+    ids = {s: [r["id"] for r in rows if r["status"] == s] for s in ("missing", "empty", "error")}
+    known = {r["id"] for r in rows}
+    unknown = [i for i in predictions.texts if i not in known]
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("mcq", "closed", "open", "report")}
+    counts = {
+        "records": len(rows),
+        "prediction_lines": predictions.n_lines,
+        "with_prediction": len(rows) - len(ids["missing"]),
+        "missing": len(ids["missing"]),
+        "empty": len(ids["empty"]) + len(ids["error"]),
+        "errors": len(ids["error"]),
+        "duplicate": len(predictions.duplicate_ids),
+        "unknown": len(unknown),
+        "by_kind": {k: v for k, v in kinds.items() if v},
+    }
+    problems = {
+        "missing_ids": ids["missing"],
+        "empty_ids": ids["empty"] + ids["error"],
+        "error_ids": ids["error"],
+        "duplicate_ids": sorted(set(predictions.duplicate_ids)),
+        "unknown_ids": unknown,
+    }
+    return {
+        "schema": "medvl.metrics/1",
+        "n_records": len(rows),
+        **aggregate(rows, settings["breakdown"], boot),
+        "corpus": dict(corpus),
+        "counts": counts,
+        "problems": problems,
+        "settings": settings,
+        "versions": versions(),
+    }
+
+
+def versions() -> dict[str, str]:
+    """medvl, Python and numpy versions, for the record."""
+    import platform
+
+    from medvl import __version__
+
+    return {"medvl": __version__, "python": platform.python_version(), "numpy": np.__version__}

@@ -1,0 +1,397 @@
+"""Score a predictions file against canonical records: one row per record, nothing dropped.
+
+Predictions are JSONL, one object per line with ``id`` (or ``question_id``) and the model's text
+under ``prediction`` (or ``response``, ``output``, ``text``); other fields (medvl's own ``prompt``,
+``error``, ``settings``, ``model``, ``seconds``) are allowed. Which metrics a record gets depends
+on its kind (:func:`record_kind`):
+
+- ``mcq`` (``options`` set): the letter is extracted from the text (``medvl.eval.extract``) and
+  ``mcq_accuracy`` is 1 when it equals the gold letter; the rule that matched is kept;
+- ``closed``: ``closed_accuracy``; ``open``: the open metric set; ``report``
+  (``question_type == "report"``): the report metrics plus the open text metrics.
+
+Metric functions come from the ``medvl.eval.metrics.METRICS`` table, looked up at call time, or are
+passed in (:class:`Metric`). Bad input is handled so that every data record stays in the
+denominator: an id with no prediction scores 0 on every metric and is listed as ``missing``;
+an empty output is scored (and is wrong); prediction ids not in the data are listed as
+``unknown`` and ignored; a duplicated id keeps its **first** line and is listed as ``duplicate``
+(a resumed run may append a second answer; the first one is what was scored). Data records with
+no gold answer are refused. ``accuracy`` per record (``correct``) is the MCQ letter match,
+``closed_accuracy`` or the open ``exact_match``; reports have none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medvl.data.record import Record
+from medvl.errors import MedvlError, NotBuiltError, RecordError, UnknownNameError
+from medvl.eval.breakdown import DEFAULT_KEYS, RECORD_KEYS, BootstrapSettings, metrics_json
+
+KINDS = ("mcq", "closed", "open", "report")
+ID_KEYS = ("id", "question_id")
+PREDICTION_KEYS = ("prediction", "response", "output", "text")
+MCQ_ACCURACY = "mcq_accuracy"
+#: The per-record metric that sets ``correct`` (accuracy) for non-MCQ kinds.
+PRIMARY = {"closed": "closed_accuracy", "open": "exact_match"}
+
+MetricFn = Callable[..., Any]
+Extractor = Callable[[str, Mapping[str, str]], Any]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric as scoring uses it: per record ``fn(prediction, reference, *, lang)`` or, when
+    ``corpus``, ``fn(predictions, references, *, lang)`` over all records of its kind."""
+
+    name: str
+    kind: str
+    fn: MetricFn
+    corpus: bool = False
+    default: bool = True
+    languages: tuple[str, ...] | None = None  # None: any language
+
+    def applies_to(self, record_kind: str, lang: str | None = None) -> bool:
+        """Open text metrics also apply to reports (a report is open-ended text); a metric
+        defined for some languages only skips records in others."""
+        if lang is not None and self.languages is not None and lang not in self.languages:
+            return False
+        return self.kind == record_kind or (self.kind == "open" and record_kind == "report")
+
+
+@dataclass
+class Predictions:
+    """A predictions file: the first text per id, and what was wrong with the file."""
+
+    path: Path
+    sha256: str
+    texts: dict[str, str | None] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    duplicate_ids: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    n_lines: int = 0
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (recorded in ``metrics.json`` so a run can be traced)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """Read a predictions JSONL; raise :class:`RecordError` naming ``FILE:LINE`` for a bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(f"{path}: no such file; pass the predictions .jsonl (id + prediction)")
+    result = Predictions(path=path, sha256=file_sha256(path))
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record_id, text, error, model = _prediction_line(path, lineno, line)
+            result.n_lines += 1
+            if model and model not in result.models:
+                result.models.append(model)
+            if record_id in result.texts:
+                result.duplicate_ids.append(record_id)
+                continue
+            result.texts[record_id] = text
+            if error:
+                result.errors[record_id] = error
+    return result
+
+
+def _prediction_line(path: Path, lineno: int, line: str) -> tuple[str, str | None, str, str]:
+    where = f"{path}:{lineno}"
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordError(
+            f"{where}: not valid JSON ({exc.msg}); one JSON object per line"
+        ) from None
+    if not isinstance(row, dict):
+        raise RecordError(f"{where}: expected a JSON object with 'id' and 'prediction'")
+    id_key = next((k for k in ID_KEYS if row.get(k) is not None), None)
+    if id_key is None:
+        raise RecordError(f"{where}: no 'id'; each line needs the id of its data record")
+    text_key = next((k for k in PREDICTION_KEYS if k in row), None)
+    if text_key is None and "error" not in row:
+        raise RecordError(
+            f"{where} (id {row[id_key]!r}): no prediction text; put the model output under "
+            f"'prediction' (found keys: {', '.join(sorted(row))})"
+        )
+    text = row.get(text_key) if text_key else None
+    if text is not None and not isinstance(text, str):
+        raise RecordError(f"{where}: '{text_key}' must be a string, got {type(text).__name__}")
+    error = row.get("error") or ""
+    return str(row[id_key]), text, str(error), str(row.get("model") or "")
+
+
+def record_kind(record: Record) -> str:
+    """``mcq`` (options set), ``report``, ``closed`` or ``open`` (also when answer_type is null;
+    run ``medvl data classify`` first to label closed questions)."""
+    if record.options:
+        return "mcq"
+    if record.question_type == "report":
+        return "report"
+    return "closed" if record.answer_type == "closed" else "open"
+
+
+def gold_answer(record: Record) -> str | None:
+    """The gold answer: ``answer``, else the last assistant turn (never for MCQ)."""
+    if record.answer is not None and record.answer.strip():
+        return record.answer
+    return None if record.options else record.reference
+
+
+def check_gold(records: Sequence[Record], data_path: str | Path) -> None:
+    """Refuse data where some records have no gold answer (they could not be scored)."""
+    missing = [r.id for r in records if gold_answer(r) is None]
+    if missing:
+        shown = ", ".join(repr(i) for i in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise RecordError(
+            f"{data_path}: {len(missing)} of {len(records)} records have no gold answer "
+            f"(ids {shown}); scoring needs 'answer' on every record: use a split that ships "
+            "answers, or drop those records"
+        )
+
+
+def metric_table() -> dict[str, Metric]:
+    """The metrics of ``medvl.eval.metrics.METRICS``, looked up now (not at import)."""
+    try:
+        module = importlib.import_module("medvl.eval.metrics")
+    except ImportError as exc:
+        raise NotBuiltError(
+            f"medvl.eval.metrics is not available ({exc}); the metrics part is not built yet"
+        ) from None
+    return {name: as_metric(name, spec) for name, spec in module.METRICS.items()}
+
+
+def as_metric(name: str, spec: Any) -> Metric:
+    """A :class:`Metric` from a ``MetricSpec``-like object (``fn``, ``kind``, corpus flag)."""
+    if isinstance(spec, Metric):
+        return spec
+    level = getattr(spec, "level", None)
+    corpus = bool(getattr(spec, "corpus", False) or getattr(spec, "corpus_level", False))
+    corpus = corpus or level == "corpus" or getattr(spec, "per_record", True) is False
+    default = bool(getattr(spec, "default", True))
+    languages = getattr(spec, "languages", None)
+    languages = tuple(languages) if languages is not None else None
+    return Metric(getattr(spec, "name", name), spec.kind, spec.fn, corpus, default, languages)
+
+
+def select_metrics(table: Mapping[str, Metric], names: Sequence[str] | None) -> list[Metric]:
+    """The metrics to report: ``names`` (``all`` for every one), else those marked default
+    (the table leaves out metrics that need extra data or weights, e.g. METEOR, embeddings)."""
+    if not names:
+        return [m for m in table.values() if m.default]
+    if list(names) == ["all"]:
+        return list(table.values())
+    allowed = sorted({*table, MCQ_ACCURACY})
+    for name in names:
+        if name not in allowed:
+            raise UnknownNameError("metric", name, allowed)
+    return [table[name] for name in names if name in table]
+
+
+def default_extractor() -> Extractor:
+    """``medvl.eval.extract.extract_choice``, looked up now."""
+    try:
+        return importlib.import_module("medvl.eval.extract").extract_choice
+    except ImportError as exc:
+        raise NotBuiltError(f"medvl.eval.extract is not available ({exc})") from None
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Everything needed to score one record: selected metrics, all metrics (for the primary
+    accuracy), the MCQ extractor and the meta keys to copy into each row."""
+
+    metrics: Sequence[Metric]
+    table: Mapping[str, Metric]
+    extract: Extractor
+    meta_keys: Sequence[str] = ()
+
+    def score(self, record: Record, text: str | None, status: str) -> dict[str, Any]:
+        """The scores row of one record; ``text`` is None when the prediction is missing."""
+        kind, gold = record_kind(record), gold_answer(record)
+        row: dict[str, Any] = {
+            "id": record.id,
+            "dataset": record.dataset,
+            "kind": kind,
+            "answer_type": record.answer_type,
+            "question_type": record.question_type,
+            "lang": record.lang,
+            "status": status,
+            "prediction": text,
+            "gold": gold,
+            "extracted": None,
+            "rule": None,
+            "correct": None,
+            "metrics": {},
+            "meta": _meta_fields(record.meta, self.meta_keys),
+        }
+        if kind == "mcq":
+            self._score_mcq(row, record, text or "", missing=text is None)
+        else:
+            self._score_text(row, record, kind, text)
+        return row
+
+    def _score_mcq(self, row: dict[str, Any], record: Record, text: str, *, missing: bool) -> None:
+        letter = None
+        if not missing:
+            found = self.extract(text, record.options or {})
+            letter, row["rule"] = getattr(found, "letter", None), getattr(found, "rule", None)
+        row["extracted"] = letter
+        row["correct"] = float(letter is not None and letter == record.answer)
+        others = [m for m in self._per_record("mcq", record.lang) if m.name != MCQ_ACCURACY]
+        row["metrics"] = {MCQ_ACCURACY: row["correct"]}
+        row["metrics"].update(
+            _values(others, None if missing else letter or "", row["gold"], record.lang)
+        )
+
+    def _score_text(self, row: dict[str, Any], record: Record, kind: str, text: str | None) -> None:
+        row["metrics"] = _values(
+            self._per_record(kind, record.lang), text, row["gold"], record.lang
+        )
+        primary = self.table.get(PRIMARY.get(kind, ""))
+        if primary is not None:
+            value = row["metrics"].get(primary.name)
+            if value is None:
+                value = _values([primary], text, row["gold"], record.lang).get(primary.name)
+            row["correct"] = value
+
+    def _per_record(self, kind: str, lang: str) -> list[Metric]:
+        return [m for m in self.metrics if not m.corpus and m.applies_to(kind, lang)]
+
+
+def _values(
+    metrics: Sequence[Metric], prediction: str | None, reference: str, lang: str
+) -> dict[str, float]:
+    """Each metric's value (0.0 for a missing prediction); a None result is left out."""
+    values = {}
+    for metric in metrics:
+        value = 0.0 if prediction is None else metric.fn(prediction, reference, lang=lang)
+        if value is not None:
+            values[metric.name] = float(value)
+    return values
+
+
+def _meta_fields(meta: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The requested meta keys, matched case-insensitively (VLMEvalKit lowercases columns)."""
+    lowered = {str(k).lower(): v for k, v in meta.items()}
+    return {key: meta.get(key, lowered.get(key.lower())) for key in keys}
+
+
+def status_of(record_id: str, predictions: Predictions) -> tuple[str | None, str]:
+    """``(text, status)``; status is ``ok``, ``empty``, ``error`` (no text) or ``missing``."""
+    if record_id not in predictions.texts:
+        return None, "missing"
+    text = predictions.texts[record_id] or ""
+    if text.strip():
+        return text, "ok"
+    return text, "error" if record_id in predictions.errors else "empty"
+
+
+def corpus_scores(
+    rows: Sequence[Mapping[str, Any]], metrics: Sequence[Metric]
+) -> dict[str, dict[str, Any]]:
+    """Corpus-level metrics over the records of their kind, per language (their n-weighted mean
+    is the overall value); missing predictions enter as empty strings."""
+    result = {}
+    for metric in (m for m in metrics if m.corpus):
+        subset = [r for r in rows if metric.applies_to(r["kind"], r["lang"])]
+        by_lang: dict[str, dict[str, Any]] = {}
+        for lang in sorted({r["lang"] for r in subset}):
+            part = [r for r in subset if r["lang"] == lang]
+            value = metric.fn(
+                [r["prediction"] or "" for r in part], [r["gold"] for r in part], lang=lang
+            )
+            value = value[0] if isinstance(value, tuple) else value
+            by_lang[lang] = {"n": len(part), "value": float(value)}
+        total = sum(c["n"] for c in by_lang.values())
+        overall = sum(c["n"] * c["value"] for c in by_lang.values()) / total if total else None
+        result[metric.name] = {"n": total, "value": overall, "by_lang": by_lang}
+    return result
+
+
+def score_records(
+    records: Sequence[Record], predictions: Predictions, scorer: Scorer
+) -> list[dict[str, Any]]:
+    """One scores row per data record, in data order; refuses when no prediction id matches."""
+    ids = {r.id for r in records}
+    if records and predictions.texts and not ids & set(predictions.texts):
+        raise MedvlError(
+            f"{predictions.path}: none of its {len(predictions.texts)} ids match the data "
+            f"(e.g. {next(iter(predictions.texts))!r} vs {records[0].id!r}); "
+            "were the predictions made on this data file?"
+        )
+    return [scorer.score(r, *status_of(r.id, predictions)) for r in records]
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    """What :func:`score_files` wrote: the run folder, its two files and the metrics summary."""
+
+    out_dir: Path
+    scores_path: Path
+    metrics_path: Path
+    metrics: dict[str, Any]
+
+
+def score_files(
+    data_path: str | Path,
+    predictions_path: str | Path,
+    out_dir: str | Path,
+    *,
+    metrics: Sequence[str] | None = None,
+    breakdown_keys: Sequence[str] = (),
+    bootstrap: BootstrapSettings | None = None,
+    table: Mapping[str, Any] | None = None,
+    extract: Extractor | None = None,
+) -> ScoreRun:
+    """Score ``predictions_path`` against ``data_path``; write ``scores.jsonl`` + ``metrics.json``.
+
+    ``table`` (name -> :class:`Metric` or ``MetricSpec``) and ``extract`` default to the real
+    ``medvl.eval.metrics.METRICS`` and ``medvl.eval.extract.extract_choice``.
+    """
+    from medvl.data.jsonl import read_records
+    from medvl.fileio import atomic_write_json, atomic_writer
+
+    records = read_records(data_path)
+    check_gold(records, data_path)
+    predictions = read_predictions(predictions_path)
+    full = {n: as_metric(n, s) for n, s in (table or metric_table()).items()}
+    selected = select_metrics(full, metrics)
+    meta_keys = [k for k in breakdown_keys if k not in RECORD_KEYS]
+    scorer = Scorer(selected, full, extract or default_extractor(), meta_keys)
+    rows = score_records(records, predictions, scorer)
+    keys = [*DEFAULT_KEYS, *(k for k in breakdown_keys if k not in DEFAULT_KEYS)]
+    settings = {
+        "data": str(Path(data_path).resolve()),
+        "data_sha256": file_sha256(data_path),
+        "predictions": str(predictions.path.resolve()),
+        "predictions_sha256": predictions.sha256,
+        "prediction_models": predictions.models,
+        "metrics": [m.name for m in selected],
+        "breakdown": keys,
+        "bootstrap": (bootstrap or BootstrapSettings()).to_dict(),
+        "duplicates": "first line kept",
+    }
+    body = metrics_json(rows, corpus_scores(rows, selected), predictions, settings)
+    out_dir = Path(out_dir)
+    scores_path, metrics_path = out_dir / "scores.jsonl", out_dir / "metrics.json"
+    with atomic_writer(scores_path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_json(metrics_path, body)
+    return ScoreRun(out_dir, scores_path, metrics_path, body)

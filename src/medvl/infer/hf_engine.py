@@ -1,0 +1,314 @@
+"""Batched generation with a local Hugging Face model.
+
+Why each step is the way it is:
+
+* **Parallel preparation.** Reading images (PNG, DICOM, NIfTI) and running the image processor
+  happen in a thread pool ahead of the model, so the model never waits for disk or decoding.
+  Threads rather than processes: no fork of a process that holds a model and server threads,
+  nothing to pickle, no start-up cost; image decoding and torch ops release the GIL.
+* **Length-sorted batches.** Prepared requests are buffered in windows of ``lookahead``
+  batches and sorted by token length, so a batch pads little.
+* **Left padding.** Every prompt ends where generation starts; the attention mask and Qwen-VL's
+  ``mm_token_type_ids`` (which its 3-D rope positions are computed from) are padded alongside,
+  which makes greedy batched outputs equal batch-size-1 outputs.
+* **One bad request is one error entry.** A request whose image cannot be read fails alone; a
+  batch whose forward pass fails is retried one request at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria
+
+from medvl.infer.engine import (
+    ChatRequest,
+    Engine,
+    Generation,
+    GenerationSettings,
+    InferenceError,
+    TokenStream,
+)
+from medvl.models.loading import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+#: Per-token tensors that are left-padded (with the pad id for input_ids, 0 otherwise).
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+
+
+@dataclass
+class Prepared:
+    """One request after image loading and processing: model inputs, or the reason it failed."""
+
+    index: int
+    request: ChatRequest
+    prompt: str = ""
+    inputs: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.inputs is None else int(self.inputs["input_ids"].shape[-1])
+
+
+def default_workers() -> int:
+    """Threads for image preparation: one per spare core, at most 4."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def prepare_request(processor: Any, index: int, request: ChatRequest) -> Prepared:
+    """Load the request's images and build its model inputs; never raises for bad input."""
+    from PIL import Image
+
+    from medvl.data.medimage import load_image
+
+    problem = request.check()
+    if problem:
+        return Prepared(index, request, error=problem)
+    try:
+        images = [
+            image.convert("RGB") if isinstance(image, Image.Image) else load_image(image)
+            for image in request.images
+        ]
+        prompt = processor.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True
+        )
+        encoded = processor(text=[prompt], images=images or None, return_tensors="pt")
+    except Exception as exc:  # a bad image or message fails this request only
+        return Prepared(index, request, error=_reason(exc))
+    return Prepared(index, request, prompt=prompt, inputs=dict(encoded))
+
+
+def collate_left(samples: list[Prepared], pad_token_id: int) -> dict[str, Any]:
+    """Stack prepared requests into one batch, left-padding the per-token tensors."""
+    width = max(s.length for s in samples)
+    batch: dict[str, Any] = {}
+    for key in SEQUENCE_KEYS:
+        if key not in samples[0].inputs:
+            continue
+        fill = pad_token_id if key == "input_ids" else 0
+        dtype = samples[0].inputs[key].dtype
+        out = torch.full((len(samples), width), fill, dtype=dtype)
+        for row, sample in enumerate(samples):
+            values = sample.inputs[key][0]
+            out[row, width - values.shape[0] :] = values
+        batch[key] = out
+    others = {key for s in samples for key in s.inputs if key not in SEQUENCE_KEYS}
+    for key in sorted(others):
+        parts = [s.inputs[key] for s in samples if key in s.inputs]
+        batch[key] = torch.cat(parts, dim=0)
+    return batch
+
+
+class _Cancelled(StoppingCriteria):
+    """A stopping criterion that ends generation when its event is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), device=input_ids.device)
+
+
+class HFEngine(Engine):
+    """Generation with a model loaded by :func:`medvl.models.loading.load_model`."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        batch_size: int = 8,
+        num_workers: int | None = None,
+        lookahead: int = 8,
+    ):
+        if batch_size < 1 or lookahead < 1:
+            raise InferenceError(f"batch_size and lookahead must be >= 1, got {batch_size}")
+        self.loaded = loaded
+        self.batch_size = batch_size
+        self.num_workers = default_workers() if num_workers is None else num_workers
+        self.lookahead = lookahead
+        self.processor = loaded.processor
+        self.tokenizer = loaded.processor.tokenizer
+        self._lock = threading.Lock()  # one generate at a time: chat, server and predict share
+        self._eos = _eos_ids(loaded.model)
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self._eos[0]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self.loaded.fingerprint()
+
+    def prepare(self, index: int, request: ChatRequest) -> Prepared:
+        return prepare_request(self.processor, index, request)
+
+    def _prepared(self, requests: Iterable[ChatRequest]) -> Iterator[Prepared]:
+        """Prepared requests in order, built by a thread pool running ahead of the model."""
+        if self.num_workers == 0:
+            for index, request in enumerate(requests):
+                yield self.prepare(index, request)
+            return
+        ahead = self.batch_size * (self.lookahead + 2)
+        with ThreadPoolExecutor(self.num_workers, thread_name_prefix="medvl-prepare") as pool:
+            pending: deque = deque()
+            try:
+                for index, request in enumerate(requests):
+                    pending.append(pool.submit(self.prepare, index, request))
+                    if len(pending) >= ahead:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:  # the consumer stopped early (Ctrl-C, an error): drop queued work
+                for future in pending:
+                    future.cancel()
+
+    def _windows(self, prepared: Iterator[Prepared]) -> Iterator[list[Prepared]]:
+        window: list[Prepared] = []
+        for item in prepared:
+            window.append(item)
+            if len(window) >= self.batch_size * self.lookahead:
+                yield window
+                window = []
+        if window:
+            yield window
+
+    def generate_batches(
+        self, requests: Iterable[ChatRequest], settings: GenerationSettings
+    ) -> Iterator[list[Generation]]:
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        for window in self._windows(self._prepared(requests)):
+            failed = [p for p in window if p.error is not None]
+            if failed:
+                yield [Generation.failed(p.request, p.index, p.error) for p in failed]
+            ready = sorted((p for p in window if p.error is None), key=lambda p: -p.length)
+            for start in range(0, len(ready), self.batch_size):
+                yield self._run_batch(ready[start : start + self.batch_size], settings)
+
+    def _run_batch(self, batch: list[Prepared], settings: GenerationSettings) -> list[Generation]:
+        """Generate one batch; if it fails, retry its requests one by one."""
+        try:
+            return self._generate(batch, settings)
+        except Exception as exc:
+            if len(batch) == 1:
+                logger.warning("request %r failed: %s", batch[0].request.id, _reason(exc))
+                return [Generation.failed(batch[0].request, batch[0].index, _reason(exc))]
+            logger.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
+            return [g for item in batch for g in self._run_batch([item], settings)]
+
+    def _generate(self, batch: list[Prepared], settings: GenerationSettings) -> list[Generation]:
+        inputs = self._to_device(collate_left(batch, self.pad_token_id))
+        width = inputs["input_ids"].shape[1]
+        start = time.perf_counter()
+        with self._lock, torch.inference_mode():
+            output = self.loaded.model.generate(
+                **inputs, **settings.hf_kwargs(), pad_token_id=self.pad_token_id
+            )
+        seconds = (time.perf_counter() - start) / len(batch)
+        results = []
+        for row, item in enumerate(batch):
+            generation = self._decode(output[row, width:].tolist(), item)
+            generation.seconds = round(seconds, 4)
+            results.append(generation)
+        return results
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        device, dtype = self.loaded.device, self.loaded.dtype
+        moved = {}
+        for key, value in batch.items():
+            value = value.to(device)
+            if value.is_floating_point():
+                value = value.to(dtype)
+            moved[key] = value
+        return moved
+
+    def _decode(self, tokens: list[int], item: Prepared) -> Generation:
+        """Text up to the first end-of-sequence token; ``length`` if none was produced."""
+        stop = next((i for i, t in enumerate(tokens) if t in self._eos), None)
+        kept = tokens if stop is None else tokens[:stop]
+        return Generation(
+            id=item.request.id,
+            text=self.tokenizer.decode(kept, skip_special_tokens=True),
+            finish_reason="length" if stop is None else "stop",
+            prompt_tokens=item.length,
+            completion_tokens=len(tokens) if stop is None else stop + 1,
+            prompt=item.prompt,
+            index=item.index,
+        )
+
+    def stream(self, request: ChatRequest, settings: GenerationSettings) -> TokenStream:
+        """Stream one reply; generation runs in a thread that holds the engine's lock."""
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        item = self.prepare(0, request)
+        if item.error is not None:
+            raise InferenceError(item.error)
+        inputs = self._to_device(collate_left([item], self.pad_token_id))
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancel, outcome = threading.Event(), {}
+
+        def run() -> None:
+            try:
+                if settings.seed is not None:
+                    torch.manual_seed(settings.seed)
+                with torch.inference_mode():
+                    outcome["output"] = self.loaded.model.generate(
+                        **inputs,
+                        **settings.hf_kwargs(),
+                        pad_token_id=self.pad_token_id,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+                    )
+            except BaseException as exc:
+                outcome["error"] = exc
+                streamer.end()
+            finally:
+                self._lock.release()
+
+        self._lock.acquire()
+        thread = threading.Thread(target=run, name="medvl-generate", daemon=True)
+        thread.start()
+        start = time.perf_counter()
+
+        def pieces() -> Iterator[str]:
+            for piece in streamer:
+                if piece:
+                    yield piece
+            thread.join()
+            if "error" in outcome:
+                raise InferenceError(f"generation failed: {_reason(outcome['error'])}")
+
+        def finish(text: str) -> Generation:
+            width = inputs["input_ids"].shape[1]
+            generation = self._decode(outcome["output"][0, width:].tolist(), item)
+            generation.seconds = round(time.perf_counter() - start, 4)
+            return generation
+
+        return TokenStream(pieces(), finish, cancel.set)
+
+
+def _eos_ids(model: Any) -> list[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = getattr(model.config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(e) for e in eos] if isinstance(eos, (list, tuple)) else [int(eos)]
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:500]

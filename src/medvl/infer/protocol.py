@@ -1,0 +1,209 @@
+"""The OpenAI chat-completions wire format: parsing requests, building answers and errors.
+
+Kept apart from the web framework so the rules (which fields, which limits, which status code)
+are plain functions with plain tests. Requests carry images as ``image_url`` parts holding a
+data URL or, when the server has an image root, a file path under it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from medvl.errors import MedvlError
+from medvl.infer.engine import ChatRequest, Generation, GenerationSettings
+from medvl.infer.media import ImageInputError, decode_image_url
+
+ROLES = ("system", "user", "assistant")
+
+
+class RequestError(MedvlError):
+    """A request the server refuses; carries the HTTP status and the OpenAI error fields."""
+
+    def __init__(
+        self, message: str, status: int = 400, *, param: str | None = None, code: str | None = None
+    ):
+        self.status, self.param, self.code = status, param, code
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+        return error_body(
+            str(self), kind.get(self.status, "invalid_request_error"), self.param, self.code
+        )
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What the server answers to and how much it accepts."""
+
+    model_name: str = "medvl"
+    api_key: str | None = field(default=None, repr=False)
+    image_root: Path | None = None
+    max_body_bytes: int = 20 * 2**20
+    max_images: int = 8
+    max_new_tokens_limit: int = 4096
+    defaults: GenerationSettings = field(default_factory=lambda: GenerationSettings(512))
+
+
+@dataclass
+class ParsedRequest:
+    """A validated chat-completion request, images decoded."""
+
+    request: ChatRequest
+    settings: GenerationSettings
+    stream: bool
+
+
+def error_body(
+    message: str, kind: str = "invalid_request_error", param: str | None = None, code: Any = None
+) -> dict[str, Any]:
+    """An OpenAI-style error object, which the ``openai`` client turns into an exception."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def parse_chat_request(body: Any, config: ServerConfig) -> ParsedRequest:
+    """Validate a ``/v1/chat/completions`` body; raise :class:`RequestError` with a 4xx."""
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    model = body.get("model")
+    if model is not None and model != config.model_name:
+        raise RequestError(
+            f"model {model!r} is not served here; this server serves {config.model_name!r}",
+            404,
+            param="model",
+            code="model_not_found",
+        )
+    if body.get("n") not in (None, 1):
+        raise RequestError("only n=1 is supported", param="n")
+    if body.get("stop"):
+        raise RequestError("stop sequences are not supported", param="stop")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestError("stream must be true or false", param="stream")
+    messages, images = _parse_messages(body.get("messages"), config)
+    request = ChatRequest(messages=messages, images=images, id=f"chatcmpl-{uuid.uuid4().hex}")
+    return ParsedRequest(request, _parse_settings(body, config), stream)
+
+
+def _parse_messages(raw: Any, config: ServerConfig) -> tuple[list[dict[str, Any]], list[Any]]:
+    if not isinstance(raw, list) or not raw:
+        raise RequestError("messages must be a non-empty list", param="messages")
+    messages, images = [], []
+    for i, message in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise RequestError(
+                f"{where} must be an object with role system, user or assistant", param=where
+            )
+        parts = _parse_content(message.get("content"), where, images, config)
+        messages.append({"role": message["role"], "content": parts})
+    if not any(m["role"] == "user" for m in messages):
+        raise RequestError("messages must hold at least one user message", param="messages")
+    return messages, images
+
+
+def _parse_content(content: Any, where: str, images: list, config: ServerConfig) -> list[dict]:
+    if content is None or isinstance(content, str):
+        return [{"type": "text", "text": content or ""}]
+    if not isinstance(content, list):
+        raise RequestError(f"{where}.content must be a string or a list of parts", param=where)
+    parts = []
+    for j, part in enumerate(content):
+        at = f"{where}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            if len(images) >= config.max_images:
+                raise RequestError(f"more than {config.max_images} images in one request", param=at)
+            images.append(_decode(part.get("image_url"), at, config))
+            parts.append({"type": "image"})
+        else:
+            raise RequestError(f"{at} must be a text or image_url part", param=at)
+    return parts
+
+
+def _decode(image_url: Any, at: str, config: ServerConfig) -> Any:
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    try:
+        return decode_image_url(url, image_root=config.image_root)
+    except ImageInputError as exc:
+        raise RequestError(f"{at}: {exc}", exc.status, param=at, code="invalid_image") from None
+
+
+def _number(body: dict, name: str, low: float, high: float, *, integer: bool = False) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    valid_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not valid_type or not math.isfinite(value):
+        raise RequestError(f"{name} must be a {'whole ' if integer else ''}number", param=name)
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low} and {high}, got {value}", param=name)
+    return value
+
+
+def _parse_settings(body: dict, config: ServerConfig) -> GenerationSettings:
+    limit = config.max_new_tokens_limit
+    settings = config.defaults
+    tokens = _number(body, "max_completion_tokens", 1, limit, integer=True)
+    tokens = tokens or _number(body, "max_tokens", 1, limit, integer=True)
+    temperature = _number(body, "temperature", 0, 2)
+    top_p = _number(body, "top_p", 1e-6, 1)
+    top_k = _number(body, "top_k", -1, 10**6, integer=True)
+    penalty = _number(body, "repetition_penalty", 1e-3, 10)
+    seed = _number(body, "seed", -(2**63), 2**63 - 1, integer=True)
+    changes: dict[str, Any] = {"max_new_tokens": min(tokens or settings.max_new_tokens, limit)}
+    if temperature is not None:
+        changes.update(do_sample=temperature > 0, temperature=temperature or 1.0)
+    if top_p is not None:
+        changes["top_p"] = float(top_p)
+    if top_k is not None:
+        changes["top_k"] = top_k if top_k > 0 else None
+    if penalty is not None:
+        changes["repetition_penalty"] = float(penalty)
+    if seed is not None:
+        changes["seed"] = seed
+    return replace(settings, **changes)
+
+
+def completion_body(generation: Generation, model: str, request_id: str) -> dict[str, Any]:
+    """A ``chat.completion`` object for one finished generation."""
+    prompt = generation.prompt_tokens or 0
+    completion = generation.completion_tokens or 0
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": generation.text},
+                "finish_reason": generation.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def chunk_body(
+    request_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` of a streamed answer."""
+    return {
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }

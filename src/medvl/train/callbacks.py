@@ -1,0 +1,103 @@
+"""Training callbacks: throughput, readable history and plots, and a non-finite loss guard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from medvl.fileio import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+
+class ThroughputCallback(TrainerCallback):
+    """Adds samples/s and tokens/s (labelled and total) to every log line."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.tokens = 0
+        self.started = time.perf_counter()
+
+    def count(self, samples: int, tokens: int) -> None:
+        self.samples += samples
+        self.tokens += tokens
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and "loss" in logs:
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            logs["samples_per_second"] = round(self.samples / elapsed, 3)
+            logs["tokens_per_second"] = round(self.tokens / elapsed, 1)
+        return control
+
+
+class HistoryCallback(TrainerCallback):
+    """Keeps every log entry in ``history.json`` and draws ``training.png`` at the end."""
+
+    def __init__(self, output_dir: str | Path):
+        self.path = Path(output_dir) / "history.json"
+        self.entries: list[dict[str, Any]] = []
+        if self.path.is_file():  # a resumed run continues its history
+            self.entries = json.loads(self.path.read_text(encoding="utf-8"))
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+        atomic_write_json(self.path, self.entries)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            self.record({"step": state.global_step, **logs})
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            plot_history(self.entries, self.path.with_name("training.png"))
+        return control
+
+
+def plot_history(entries: list[dict[str, Any]], out: Path) -> Path | None:
+    """Loss (and validation metrics, if any) against steps, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    losses = [(e["step"], e["loss"]) for e in entries if "loss" in e]
+    metrics = sorted({k for e in entries for k in e if k.startswith("val_")})
+    fig, axes = plt.subplots(1, 1 + bool(metrics), figsize=(6 + 5 * bool(metrics), 4))
+    axes = axes if metrics else [axes]
+    if losses:
+        axes[0].plot(*zip(*losses, strict=True), label="train loss")
+    axes[0].set_xlabel("step")
+    axes[0].set_title("training loss")
+    for name in metrics:
+        points = [(e["step"], e[name]) for e in entries if name in e]
+        axes[1].plot(*zip(*points, strict=True), marker="o", label=name)
+    if metrics:
+        axes[1].set_xlabel("step")
+        axes[1].set_title("validation (generation)")
+        axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def check_finite(loss: float, step: int, ids: list[str], last_checkpoint: str | None) -> None:
+    """Stop with a readable message when the loss stops being a number."""
+    if math.isfinite(loss):
+        return
+    from medvl.errors import MedvlError
+
+    keep = f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
+    raise MedvlError(
+        f"loss became {loss} at step {step} on batch ids {', '.join(ids[:16])}{keep}; "
+        "lower the learning rate, check those records, or use fp32/bf16 instead of fp16"
+    )

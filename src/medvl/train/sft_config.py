@@ -1,0 +1,145 @@
+"""The SFT recipe: every knob of a two-stage medical VLM fine-tune, typed and checked.
+
+Stages (what trains, resolved through the model family registry):
+
+- ``align``: stage 1 concept alignment; only the vision-language merger trains (full weights).
+- ``instruct``: stage 2 instruction tuning; LoRA on the language model, optionally the merger
+  fully (``train_merger``) and LoRA on the vision tower (``vision_lora``).
+- ``full``: every part named in ``unfreeze`` trains with full weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from medvl.errors import ConfigError
+
+PARTS = ("vision", "merger", "language", "lm_head")
+
+
+@dataclass
+class DataSection:
+    """Canonical JSONL files and how records become token sequences."""
+
+    train: Path = field(metadata={"help": "training JSONL (canonical records)"})
+    val: Path | None = field(default=None, metadata={"help": "held-out JSONL for validation"})
+    max_length: int = field(
+        default=2048, metadata={"help": "records longer than this (with image tokens) are dropped"}
+    )
+    min_pixels: int | None = field(default=None, metadata={"help": "processor min_pixels"})
+    max_pixels: int | None = field(default=None, metadata={"help": "processor max_pixels"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use the first N"})
+
+    def __post_init__(self) -> None:
+        if self.max_length < 16:
+            raise ConfigError(f"data.max_length {self.max_length} is too small; use e.g. 2048")
+
+
+@dataclass
+class LoraSection:
+    """LoRA on the language model (and optionally the vision tower)."""
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    targets: list[str] | None = field(
+        default=None,
+        metadata={"help": "language-model module names; default: the family's attention+MLP"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"lora.r must be >= 1, got {self.r}")
+
+
+@dataclass
+class ValidationSection:
+    """Generation-based validation during training."""
+
+    every_steps: int = field(default=0, metadata={"help": "0 = only at the end"})
+    samples: int = field(default=64, metadata={"help": "validation records used (first N)"})
+    max_new_tokens: int = 32
+    batch_size: int = 8
+    metric: str = field(default="closed_accuracy", metadata={"help": "metric for the best ckpt"})
+
+
+@dataclass
+class SFTConfig:
+    """A complete SFT recipe (YAML keys mirror these fields)."""
+
+    model: str = field(metadata={"help": "base model folder (or a previous stage's output)"})
+    data: DataSection = field(metadata={"help": "training data"})
+    output_dir: Path = field(metadata={"help": "run folder"})
+    stage: Literal["align", "instruct", "full"] = "instruct"
+    lora: LoraSection = field(default_factory=LoraSection)
+    train_merger: bool = field(default=False, metadata={"help": "instruct: merger fully trained"})
+    vision_lora: bool = field(default=False, metadata={"help": "instruct: LoRA on vision tower"})
+    train_lm_head: bool = field(
+        default=False,
+        metadata={
+            "help": "instruct: output layer fully trained (needed when the base model's "
+            "output layer is random, as in tiny demo models)"
+        },
+    )
+    unfreeze: list[str] = field(
+        default_factory=lambda: ["merger", "language"], metadata={"help": "full: parts to train"}
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "language model (and LoRA)"})
+    merger_lr: float | None = field(default=None, metadata={"help": "default: learning_rate"})
+    vision_lr: float | None = field(default=None, metadata={"help": "default: learning_rate/10"})
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = field(default=8, metadata={"help": "samples per device per step"})
+    grad_accum: int = 1
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    packing: bool = field(default=True, metadata={"help": "pack samples into rows (no padding)"})
+    pack_rows: int = field(default=2, metadata={"help": "rows a packed batch is balanced into"})
+    group_by_length: bool = True
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    qlora: bool = field(default=False, metadata={"help": "4-bit base (CUDA + bitsandbytes)"})
+    attn_implementation: str = "sdpa"
+    logging_steps: int = 5
+    save_steps: int = 50
+    save_total_limit: int | None = 2
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint"})
+    dataloader_workers: int = 0
+    validation: ValidationSection = field(default_factory=ValidationSection)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.unfreeze) - set(PARTS))
+        if unknown:
+            raise ConfigError(f"unfreeze: unknown part {unknown[0]!r}; parts: {', '.join(PARTS)}")
+        if self.stage == "align" and (self.train_merger or self.vision_lora or self.train_lm_head):
+            raise ConfigError(
+                "stage 'align' trains only the merger; drop train_merger/vision_lora/"
+                "train_lm_head or use stage 'instruct'"
+            )
+        if self.stage != "full" and self.unfreeze != ["merger", "language"]:
+            raise ConfigError(f"unfreeze applies to stage 'full' only (stage is {self.stage!r})")
+        if self.stage == "full" and not self.unfreeze:
+            raise ConfigError("stage 'full' with an empty unfreeze list trains nothing")
+        if self.qlora and self.stage != "instruct":
+            raise ConfigError("qlora needs stage 'instruct' (LoRA on a 4-bit base)")
+        for name in ("learning_rate", "merger_lr", "vision_lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("batch_size and grad_accum must be >= 1")
+        if self.pack_rows < 1:
+            raise ConfigError("pack_rows must be >= 1")
+
+    def lr_for(self, part: str) -> float:
+        """Learning rate of one model part."""
+        if part == "merger":
+            return self.merger_lr or self.learning_rate
+        if part == "vision":
+            return self.vision_lr or self.learning_rate / 10
+        return self.learning_rate

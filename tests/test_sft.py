@@ -1,0 +1,186 @@
+"""SFT end to end on tiny models: what trains per stage, outputs, reload, recipes, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from medvl.config import load_config
+from medvl.errors import ConfigError, MedvlError
+from medvl.models.registry import get_family, parameters_by_part
+from medvl.train.freeze import apply_plan
+from medvl.train.sft_config import SFTConfig
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory):
+    from medvl.data.phantom import generate_phantom
+
+    out = tmp_path_factory.mktemp("phantom")
+    generate_phantom(out, n=40, seed=1)
+    return out
+
+
+def config(tmp_path, model_dir, phantom_dir, *overrides) -> SFTConfig:
+    base = [
+        f"model={model_dir}",
+        f"data.train={phantom_dir / 'train.jsonl'}",
+        f"output_dir={tmp_path / 'run'}",
+        "max_steps=3",
+        "batch_size=4",
+        "logging_steps=1",
+        "save_steps=100",
+        "learning_rate=1e-3",
+    ]
+    return load_config(SFTConfig, None, [*base, *overrides])
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["stage=align"], {"merger": "full"}),
+        (["stage=instruct"], {"language": "lora"}),
+        (
+            ["stage=instruct", "train_merger=true", "vision_lora=true"],
+            {"language": "lora", "merger": "full", "vision": "lora"},
+        ),
+        (["stage=full", "unfreeze=[language,lm_head]"], {"language": "full", "lm_head": "full"}),
+    ],
+)
+def test_stage_plans(family, overrides, expected, tiny_model_dirs, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    model_dir = tiny_model_dirs(family)
+    cfg = load_config(
+        SFTConfig, None, [f"model={model_dir}", "data.train=x.jsonl", "output_dir=o", *overrides]
+    )
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    model, plan = apply_plan(model, cfg, get_family(family))
+    modes = {p: m for p, m in plan.modes.items() if m != "frozen"}
+    assert modes == expected
+    for part, entry in plan.counts.items():
+        assert (entry["trainable"] > 0) == (part in expected), (part, entry)
+    if "merger" in expected and family == "qwen3_vl":  # deepstack mergers train with the merger
+        assert any("deepstack_merger_list" in m for m in plan.trainable_modules)
+
+
+def test_instruct_run_writes_a_loadable_adapter(tiny_model_dirs, phantom_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from medvl.train.sft import run_sft
+
+    model_dir = tiny_model_dirs("qwen2_vl")
+    cfg = config(
+        tmp_path,
+        model_dir,
+        phantom_dir,
+        "stage=instruct",
+        "train_merger=true",
+        f"data.val={phantom_dir / 'val.jsonl'}",
+        "validation.samples=4",
+        "validation.max_new_tokens=4",
+    )
+    result = run_sft(cfg)
+    out = result.output_dir
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "manifest.json",
+        "trainable.json",
+        "medvl_config.yaml",
+        "history.json",
+        "training.png",
+    ):
+        assert (out / name).is_file(), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["train"]["sha256"] and manifest["versions"]["transformers"]
+    assert set(result.validation) >= {"overall", "closed_accuracy"}
+    # the adapter holds LoRA weights and the fully trained merger; both changed from the base
+    tensors = load_file(out / "adapter_model.safetensors")
+    assert any("lora_B" in k for k in tensors) and any("merger" in k for k in tensors)
+    base = AutoModelForImageTextToText.from_pretrained(model_dir)
+    base_merger = {k: v.clone() for k, v in base.model.visual.merger.state_dict().items()}
+    tuned = PeftModel.from_pretrained(base, out).eval()
+    merged = tuned.merge_and_unload()
+    assert any(
+        not torch.equal(base_merger[k], v)
+        for k, v in merged.model.visual.merger.state_dict().items()
+    )
+    frozen = parameters_by_part(merged)["vision"]
+    reference = AutoModelForImageTextToText.from_pretrained(model_dir)
+    ref = dict(reference.named_parameters())
+    assert all(torch.equal(p, ref[n]) for n, p in frozen)  # the frozen tower did not move
+
+
+def test_align_run_trains_only_the_merger(tiny_model_dirs, phantom_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    from medvl.train.sft import run_sft
+
+    model_dir = tiny_model_dirs("qwen3_vl")
+    result = run_sft(config(tmp_path, model_dir, phantom_dir, "stage=align", "packing=false"))
+    before = dict(AutoModelForImageTextToText.from_pretrained(model_dir).named_parameters())
+    after = AutoModelForImageTextToText.from_pretrained(result.output_dir)
+    changed = {
+        n.split(".")[2] for n, p in after.named_parameters() if not torch.equal(p, before[n])
+    }
+    assert changed == {"merger", "deepstack_merger_list"}
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_every_shipped_recipe_loads(recipe):
+    assert recipe.read_text().startswith(f"# medvl train sft recipes/{recipe.parent.name}/")
+    cfg = load_config(SFTConfig, recipe)
+    assert cfg.output_dir and cfg.data.train
+
+
+def test_bad_inputs_fail_before_training(tiny_model_dirs, phantom_dir, tmp_path):
+    from medvl.train.sft import run_sft
+
+    with pytest.raises(ConfigError, match=r"unknown key 'lora\.rank'"):
+        config(tmp_path, "m", phantom_dir, "lora.rank=4")
+    with pytest.raises(ConfigError, match="stage 'align' trains only the merger"):
+        config(tmp_path, "m", phantom_dir, "stage=align", "train_merger=true")
+    with pytest.raises(ConfigError, match=r"no config\.json"):
+        run_sft(config(tmp_path, tmp_path / "missing", phantom_dir))
+    bad = tmp_path / "bad.jsonl"
+    lines = (phantom_dir / "train.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    record["images"] = ["images/does-not-exist.png"]
+    bad.write_text("\n".join([*lines[1:5], json.dumps(record)]) + "\n")
+    (tmp_path / "images").symlink_to(phantom_dir / "images")
+    cfg = config(tmp_path, tiny_model_dirs("qwen2_vl"), phantom_dir, f"data.train={bad}")
+    with pytest.raises(MedvlError, match=r"1 invalid record\(s\).*missing.*medvl data validate"):
+        run_sft(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_over_long_records_are_dropped_not_cut(tiny_model_dirs, phantom_dir, tmp_path):
+    from medvl.train.sft import run_sft
+
+    cfg = config(tmp_path, tiny_model_dirs("qwen2_vl"), phantom_dir, "data.max_length=80")
+    result = run_sft(cfg)
+    assert result.dropped  # report-length records exceed 80 tokens
+    manifest = json.loads((result.output_dir / "manifest.json").read_text())
+    assert manifest["dropped_too_long"] == result.dropped
+    assert result.train_records + len(result.dropped) == len(
+        (phantom_dir / "train.jsonl").read_text().splitlines()
+    )
+
+
+def test_non_finite_loss_names_step_and_ids():
+    from medvl.train.callbacks import check_finite
+
+    check_finite(1.5, 3, ["a"], None)
+    with pytest.raises(MedvlError, match=r"loss became nan at step 7 on batch ids a, b.*ckpt-5"):
+        check_finite(float("nan"), 7, ["a", "b"], "ckpt-5")
