@@ -15,7 +15,8 @@ from medvl.models.registry import get_family, parameters_by_part
 from medvl.train.freeze import apply_plan
 from medvl.train.sft_config import SFTConfig
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+ALL_YAML = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+RECIPES = [p for p in ALL_YAML if p.read_text().startswith("# medvl train sft ")]
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +138,14 @@ def test_align_run_trains_only_the_merger(tiny_model_dirs, phantom_dir, tmp_path
     assert changed == {"merger", "deepstack_merger_list"}
 
 
+def test_every_recipe_is_headed_by_its_command():
+    for path in ALL_YAML:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith(("# medvl ", "# accelerate launch ")), path
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(p.parents[1])))
-def test_every_shipped_recipe_loads(recipe):
+def test_every_shipped_sft_recipe_loads(recipe):
     assert recipe.read_text().startswith(f"# medvl train sft recipes/{recipe.parent.name}/")
     cfg = load_config(SFTConfig, recipe)
     assert cfg.output_dir and cfg.data.train
@@ -184,3 +191,18 @@ def test_non_finite_loss_names_step_and_ids():
     check_finite(1.5, 3, ["a"], None)
     with pytest.raises(MedvlError, match=r"loss became nan at step 7 on batch ids a, b.*ckpt-5"):
         check_finite(float("nan"), 7, ["a", "b"], "ckpt-5")
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
+def test_dummy_vision_forward_touches_the_tower_without_changing_the_loss(family, tiny_model_dirs):
+    from transformers import AutoModelForImageTextToText
+
+    from medvl.train.mixed_batches import dummy_vision_loss
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dirs(family))
+    extra = dummy_vision_loss(model)
+    assert extra.item() == 0.0
+    extra.backward()
+    grads = [p.grad for n, p in model.named_parameters() if n.startswith("model.visual.")]
+    assert grads and all(g is not None for g in grads)  # every rank joins the tower's collectives
+    assert all(torch.count_nonzero(g) == 0 for g in grads)  # ... and nothing moves

@@ -9,16 +9,9 @@ from medvl.errors import NotBuiltError
 
 # command -> (one-line help, the part of medvl that will provide it)
 PLANNED = {
-    "predict": ("batched prediction over a JSONL file (resumable)", "inference engines"),
-    "chat": ("interactive multi-turn chat with images in the terminal", "inference engines"),
-    "serve": ("OpenAI-compatible /v1/chat/completions server", "inference server"),
-    "eval": ("evaluate a model on a medical benchmark, or score predictions", "evaluation"),
-    "report": ("multi-model comparison report (HTML + tables)", "evaluation reports"),
-    "export": ("merge a LoRA adapter and export a plain Hugging Face model", "LoRA merge/export"),
     "run": ("run a pipeline YAML step by step (skips up-to-date steps)", "pipeline runner"),
 }
 TRAIN_PLANNED = {
-    "sft": ("two-stage supervised fine-tuning from a recipe YAML", "SFT trainer"),
     "grpo": ("GRPO reinforcement learning with verifiable rewards", "GRPO trainer"),
 }
 

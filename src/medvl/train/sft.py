@@ -33,6 +33,7 @@ from medvl.train.collate import PackingCollator, PaddingCollator
 from medvl.train.features import FeatureBuilder, RecordDataset
 from medvl.train.freeze import TrainablePlan, apply_plan, param_groups
 from medvl.train.manifest import build_manifest
+from medvl.train.mixed_batches import dummy_vision_loss
 from medvl.train.sft_config import SFTConfig
 from medvl.train.validation import GenerationValidationCallback
 
@@ -92,7 +93,11 @@ class MedvlSFTTrainer(Trainer):
         ids = inputs.pop("sample_ids", [])
         throughput = self.medvl["throughput"]
         throughput.count(len(ids), int(inputs["input_ids"].numel()))
+        text_only = "pixel_values" not in inputs
         result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if text_only and self.medvl["config"].dummy_image_forward:
+            extra = dummy_vision_loss(model)
+            result = (result[0] + extra, *result[1:]) if return_outputs else result + extra
         loss = result[0] if return_outputs else result
         check_finite(
             float(loss.detach()), self.state.global_step + 1, ids, self.medvl.get("last_checkpoint")
@@ -209,6 +214,8 @@ def _training_args(config: SFTConfig) -> TrainingArguments:
         dataloader_num_workers=config.dataloader_workers,
         ddp_backend=_ddp_backend(),
         use_cpu=not torch.cuda.is_available(),  # also what makes a multi-process CPU run DDP
+        deepspeed=str(config.deepspeed) if config.deepspeed else None,
+        fsdp=config.fsdp or "",
         disable_tqdm=False,
     )
 

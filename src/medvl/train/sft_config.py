@@ -105,6 +105,17 @@ class SFTConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     qlora: bool = field(default=False, metadata={"help": "4-bit base (CUDA + bitsandbytes)"})
     attn_implementation: str = "sdpa"
+    deepspeed: Path | None = field(
+        default=None, metadata={"help": "DeepSpeed JSON (e.g. recipes/deepspeed/zero3.json)"}
+    )
+    fsdp: str | None = field(default=None, metadata={"help": "e.g. 'full_shard auto_wrap'"})
+    dummy_image_forward: bool | None = field(
+        default=None,
+        metadata={
+            "help": "run the vision tower on a dummy image for text-only batches; "
+            "default: on with deepspeed/fsdp (prevents ZeRO-3 hangs)"
+        },
+    )
     logging_steps: int = 5
     save_steps: int = 50
     save_total_limit: int | None = 2
@@ -135,6 +146,8 @@ class SFTConfig:
             raise ConfigError("batch_size and grad_accum must be >= 1")
         if self.pack_rows < 1:
             raise ConfigError("pack_rows must be >= 1")
+        if self.dummy_image_forward is None:
+            self.dummy_image_forward = bool(self.deepspeed or self.fsdp)
 
     def lr_for(self, part: str) -> float:
         """Learning rate of one model part."""
