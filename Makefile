@@ -3,7 +3,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_DIR ?= runs/demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -29,12 +28,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(BIN)/medvl data phantom --out $(DEMO_DIR)/phantom --n 600 --seed 0
-	$(BIN)/medvl data validate $(DEMO_DIR)/phantom/train.jsonl $(DEMO_DIR)/phantom/val.jsonl $(DEMO_DIR)/phantom/test.jsonl
-	$(BIN)/medvl tiny --family qwen2_vl --out $(DEMO_DIR)/models/tiny-qwen2-vl
-	$(BIN)/medvl tiny --family qwen2_5_vl --out $(DEMO_DIR)/models/tiny-qwen2.5-vl
-	$(BIN)/medvl tiny --family qwen3_vl --out $(DEMO_DIR)/models/tiny-qwen3-vl
-	@echo "demo done: phantom data and three tiny models under $(DEMO_DIR)"
+	$(BIN)/medvl run recipes/pipelines/demo.yaml
 
 test: $(VENV)/.installed-dev lint
 	$(BIN)/python -m pytest

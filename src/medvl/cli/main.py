@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from medvl import __version__
-from medvl.cli import data_cmd, eval_cmd, infer_cmd, planned_cmd, tiny_cmd, train_cmd
+from medvl.cli import data_cmd, eval_cmd, infer_cmd, run_cmd, tiny_cmd, train_cmd
 from medvl.errors import MedvlError
 
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(groups)
     infer_cmd.register(groups)
     eval_cmd.register(groups)
-    planned_cmd.register_simple(groups)
+    run_cmd.register(groups)
     tiny_cmd.register(groups)
     return parser
 

@@ -8,9 +8,6 @@ import argparse
 from medvl.errors import NotBuiltError
 
 # command -> (one-line help, the part of medvl that will provide it)
-PLANNED = {
-    "run": ("run a pipeline YAML step by step (skips up-to-date steps)", "pipeline runner"),
-}
 TRAIN_PLANNED = {
     "grpo": ("GRPO reinforcement learning with verifiable rewards", "GRPO trainer"),
 }
@@ -30,8 +27,3 @@ def add_planned(groups, name: str, help_text: str, part: str, command: str) -> N
     parser = groups.add_parser(name, help=help_text, description=f"{help_text} (not built yet)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.set_defaults(func=_not_built(part, command))
-
-
-def register_simple(groups) -> None:
-    """Add the planned top-level commands that no other module registers yet."""
-    add_planned(groups, "run", *PLANNED["run"], "run")

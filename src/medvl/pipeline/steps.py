@@ -1,0 +1,212 @@
+"""What each pipeline step kind does: a thin call into the library, writing into ``step.out``.
+
+Each function takes the step and returns a small JSON-ready summary for the run manifest.
+``inputs(step)`` lists the files outside the pipeline a step reads, so their content is part of
+its fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from medvl.errors import ConfigError
+from medvl.pipeline.spec import Step
+
+
+def _get(step: Step, key: str, default: Any = ..., kinds: type | tuple = object) -> Any:
+    if key not in step.params:
+        if default is ...:
+            raise ConfigError(f"step {step.name!r} ({step.kind}) needs 'with: {{{key}: ...}}'")
+        return default
+    value = step.params[key]
+    if not isinstance(value, kinds):
+        raise ConfigError(f"step {step.name!r}: '{key}' has the wrong type ({value!r})")
+    return value
+
+
+def _check_keys(step: Step, allowed: set[str]) -> None:
+    unknown = sorted(set(step.params) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"step {step.name!r} ({step.kind}): unknown key {unknown[0]!r}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def run_phantom(step: Step) -> dict[str, Any]:
+    from medvl.data.phantom import generate_phantom
+
+    _check_keys(step, {"n", "seed"})
+    summary = generate_phantom(
+        step.out, n=_get(step, "n", 600, int), seed=_get(step, "seed", 0, int)
+    )
+    return {"counts": summary.counts}
+
+
+def run_tiny(step: Step) -> dict[str, Any]:
+    from medvl.models.tiny import build_tiny_model
+
+    _check_keys(step, {"family", "size", "seed"})
+    build_tiny_model(
+        _get(step, "family", kinds=str),
+        step.out,
+        seed=_get(step, "seed", 0, int),
+        size=_get(step, "size", "tiny", str),
+    )
+    return {"family": step.params["family"]}
+
+
+def run_convert(step: Step) -> dict[str, Any]:
+    from medvl.data.formats import convert
+
+    params = dict(step.params)
+    fmt, source = params.pop("format", None), params.pop("input", None)
+    if not fmt or not source:
+        raise ConfigError(f"step {step.name!r} (convert) needs 'format' and 'input'")
+    report = convert(fmt, Path(source), step.out / "data.jsonl", **params)
+    return {"read": report.read, "written": report.written, "skipped": report.skipped}
+
+
+def run_split(step: Step) -> dict[str, Any]:
+    from medvl.data.jsonl import read_records, write_records
+    from medvl.data.split import split_records
+
+    _check_keys(step, {"file", "fractions", "seed", "stratify_by"})
+    source = Path(_get(step, "file", kinds=str))
+    splits = split_records(
+        read_records(source),
+        fractions=_get(step, "fractions", None),
+        seed=_get(step, "seed", 0, int),
+        stratify_by=_get(step, "stratify_by", "answer_type"),
+        base_dir=source.parent,
+    )
+    for name, records in splits.items():
+        write_records(step.out / f"{name}.jsonl", _absolute_images(records, source.parent))
+    return {name: len(records) for name, records in splits.items()}
+
+
+def _absolute_images(records, base: Path):
+    from dataclasses import replace
+
+    return [replace(r, images=[str(p.resolve()) for p in r.image_paths(base)]) for r in records]
+
+
+def _training_overrides(step: Step) -> list[str]:
+    import yaml
+
+    overrides = [
+        f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...')}".strip()
+        for k, v in step.params.items()
+    ]
+    return [*overrides, f"output_dir={step.out}"]
+
+
+def run_sft(step: Step) -> dict[str, Any]:
+    from medvl.config import load_config
+    from medvl.train.sft import run_sft as train
+    from medvl.train.sft_config import SFTConfig
+
+    config = load_config(SFTConfig, step.recipe, _training_overrides(step))
+    result = train(config)
+    return {
+        "train_loss": result.metrics.get("train_loss"),
+        "validation": result.validation,
+        "dropped": len(result.dropped),
+        "seconds": round(result.seconds, 1),
+    }
+
+
+def run_grpo(step: Step) -> dict[str, Any]:
+    from medvl.train.grpo import run_grpo_recipe
+
+    return run_grpo_recipe(step.recipe, _training_overrides(step))
+
+
+def run_eval(step: Step) -> dict[str, Any]:
+    """Predict (greedy, batched) and score a canonical JSONL file."""
+    from medvl.eval.scoring import score_files
+    from medvl.infer.engine import GenerationSettings
+    from medvl.infer.hf_engine import HFEngine
+    from medvl.infer.predict import predict_file
+    from medvl.models.loading import load_model
+
+    _check_keys(
+        step, {"model", "adapter", "data", "batch_size", "max_new_tokens", "metrics", "breakdown"}
+    )
+    adapters = (step.params["adapter"],) if step.params.get("adapter") else ()
+    loaded = load_model(_get(step, "model", kinds=str), adapters)
+    engine = HFEngine(loaded, batch_size=_get(step, "batch_size", 16, int))
+    settings = GenerationSettings(max_new_tokens=_get(step, "max_new_tokens", 64, int))
+    data = Path(_get(step, "data", kinds=str))
+    predictions = step.out / "predictions.jsonl"
+    predict_file(engine, data, predictions, settings)
+    run = score_files(
+        data,
+        predictions,
+        step.out,
+        metrics=_get(step, "metrics", None),
+        breakdown_keys=tuple(_get(step, "breakdown", ())),
+    )
+    summary = run.metrics.get("summary", {})
+    return {
+        name: summary[name]["mean"]
+        for name in ("accuracy", "closed_accuracy", "token_f1")
+        if name in summary
+    }
+
+
+def run_report(step: Step) -> dict[str, Any]:
+    from medvl.eval.report import build_report, write_report
+
+    _check_keys(step, {"runs", "names", "baseline"})
+    runs = [Path(p) for p in _get(step, "runs", kinds=list)]
+    report = build_report(
+        runs, names=_get(step, "names", None), baseline=_get(step, "baseline", None)
+    )
+    paths = write_report(report, step.out)
+    return {"html": str(paths["report.html"]), "table": headline_table(report)}
+
+
+def headline_table(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per run: overall accuracy, accuracy on closed questions, token F1 on open ones."""
+    by_type = report.get("breakdowns", {}).get("answer_type", {})
+
+    def mean(estimate: Any) -> float | None:
+        return estimate.get("mean") if isinstance(estimate, dict) else None
+
+    rows = []
+    for run in report["runs"]:
+        name = run["name"]
+        rows.append(
+            {
+                "run": name,
+                "accuracy": mean(report["overall"].get("accuracy", {}).get(name)),
+                "closed_accuracy": mean(by_type.get("closed", {}).get("accuracy", {}).get(name)),
+                "open_token_f1": mean(by_type.get("open", {}).get("token_f1", {}).get(name)),
+            }
+        )
+    return rows
+
+
+KINDS: dict[str, Callable[[Step], dict[str, Any]]] = {
+    "phantom": run_phantom,
+    "tiny": run_tiny,
+    "convert": run_convert,
+    "split": run_split,
+    "sft": run_sft,
+    "grpo": run_grpo,
+    "eval": run_eval,
+    "report": run_report,
+}
+
+
+def external_inputs(step: Step) -> list[Path]:
+    """Files a step reads from outside the pipeline folder (their content joins the hash)."""
+    found = [step.recipe] if step.recipe else []
+    for key in ("input", "file", "data", "data.train", "data.val", "model"):
+        value = step.params.get(key)
+        if isinstance(value, str) and Path(value).exists():
+            found.append(Path(value))
+    return found

@@ -1,0 +1,81 @@
+"""`medvl run`: steps in order, skipped when up to date, rerun from the first changed step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medvl.cli.main import main
+from medvl.errors import ConfigError
+from medvl.pipeline.runner import plan, run_pipeline
+from medvl.pipeline.spec import load_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = sorted((ROOT / "recipes" / "pipelines").glob("*.yaml"))
+
+SMALL = """\
+name: small
+workdir: {workdir}
+steps:
+  - {{name: data, kind: phantom, with: {{n: 40, seed: 1}}}}
+  - {{name: base, kind: tiny, with: {{family: qwen2_vl}}}}
+  - name: tuned
+    kind: sft
+    recipe: {recipe}
+    with: {{model: "${{base}}", data.train: "${{data}}/train.jsonl", data.val: null,
+           max_steps: 2, batch_size: 4}}
+  - {{name: eval_base, kind: eval, with: {{model: "${{base}}", data: "${{data}}/test.jsonl",
+      max_new_tokens: 4}}}}
+  - {{name: eval_tuned, kind: eval, with: {{model: "${{tuned}}", data: "${{data}}/test.jsonl",
+      max_new_tokens: 4}}}}
+  - name: report
+    kind: report
+    with: {{runs: ["${{eval_base}}", "${{eval_tuned}}"], names: [base, tuned], baseline: base}}
+"""
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
+def test_every_shipped_pipeline_dry_runs(path, capsys):
+    assert path.read_text().startswith(f"# medvl run recipes/pipelines/{path.name}")
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert all(step.name in out for step in load_pipeline(path).steps)
+
+
+def test_run_skip_and_partial_rerun(tmp_path):
+    file = tmp_path / "small.yaml"
+    recipe = ROOT / "recipes" / "tiny" / "sft_instruct.yaml"
+    file.write_text(SMALL.format(workdir=tmp_path / "run", recipe=recipe))
+    first = run_pipeline(load_pipeline(file), echo=lambda _: None)
+    assert set(first.seconds) == {"data", "base", "tuned", "eval_base", "eval_tuned", "report"}
+    assert (tmp_path / "run" / "report" / "report.html").is_file()
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert [s["status"] for s in manifest["steps"]] == ["ran"] * 6
+    again = run_pipeline(load_pipeline(file), echo=lambda _: None)
+    assert again.seconds == {}  # everything up to date
+    edited = load_pipeline(file, ["tuned.learning_rate=5e-4"])
+    assert [p.step.name for p in plan(edited) if not p.up_to_date] == [
+        "tuned",
+        "eval_tuned",
+        "report",
+    ]
+    third = run_pipeline(edited, echo=lambda _: None)
+    assert set(third.seconds) == {"tuned", "eval_tuned", "report"}
+
+
+def test_bad_pipelines_name_the_problem(tmp_path):
+    file = tmp_path / "bad.yaml"
+    file.write_text("steps:\n  - {name: a, kind: bake}\n")
+    with pytest.raises(ConfigError, match="unknown kind 'bake'; kinds: phantom"):
+        load_pipeline(file)
+    file.write_text(
+        "steps:\n  - {name: a, kind: tiny, with: {family: '${later}'}}\n"
+        "  - {name: later, kind: phantom}\n"
+    )
+    with pytest.raises(ConfigError, match=r"\$\{later\} names no earlier step"):
+        load_pipeline(file)
+    file.write_text("steps:\n  - {name: a, kind: phantom}\n")
+    with pytest.raises(ConfigError, match="no step 'b'"):
+        load_pipeline(file, ["b.n=3"])
