@@ -206,3 +206,15 @@ def test_dummy_vision_forward_touches_the_tower_without_changing_the_loss(family
     grads = [p.grad for n, p in model.named_parameters() if n.startswith("model.visual.")]
     assert grads and all(g is not None for g in grads)  # every rank joins the tower's collectives
     assert all(torch.count_nonzero(g) == 0 for g in grads)  # ... and nothing moves
+
+
+def test_a_stage_can_start_from_an_adapter(tiny_model_dirs, phantom_dir, tmp_path):
+    from medvl.models.loading import load_model
+    from medvl.train.sft import run_sft
+
+    first = run_sft(config(tmp_path / "a", tiny_model_dirs("qwen2_vl"), phantom_dir))
+    second = run_sft(config(tmp_path / "b", first.output_dir, phantom_dir))
+    adapter = json.loads((second.output_dir / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(second.output_dir / "base")
+    loaded = load_model(second.output_dir)  # base resolved from the adapter, merged weights
+    assert loaded.base == str(second.output_dir / "base")

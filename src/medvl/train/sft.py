@@ -122,24 +122,64 @@ def _load_model(config: SFTConfig):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     path = Path(config.model)
-    if not (path / "config.json").is_file():
-        raise ConfigError(
-            f"model {config.model!r}: no config.json there; pass a local model "
-            "folder (e.g. from 'medvl tiny' or a previous stage's output)"
-        )
     if config.qlora and not torch.cuda.is_available():
         raise ConfigError(
             "qlora needs a CUDA GPU with bitsandbytes; on CPU use plain LoRA (qlora=false)"
         )
-    dtype = _dtype(config.precision)
-    model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=dtype, attn_implementation=config.attn_implementation, use_safetensors=True
-    )
-    processor = AutoProcessor.from_pretrained(path)
+    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        model, processor = _merged_adapter(path, config)  # e.g. a previous instruct stage
+    elif (path / "config.json").is_file():
+        model = AutoModelForImageTextToText.from_pretrained(
+            path,
+            dtype=_dtype(config.precision),
+            attn_implementation=config.attn_implementation,
+            use_safetensors=True,
+        )
+        processor = AutoProcessor.from_pretrained(path)
+    else:
+        raise ConfigError(
+            f"model {config.model!r}: no config.json there; pass a local model folder (e.g. from "
+            "'medvl tiny' or a previous stage's output)"
+        )
     set_pixel_budget(processor, config.data.min_pixels, config.data.max_pixels)
     model.config.use_cache = False
     getattr(model.config, "text_config", model.config).use_cache = False  # packing needs it off
     return model, processor
+
+
+def _merged_adapter(path: Path, config: SFTConfig):
+    """A previous stage's adapter merged into its base, so a new stage can train on top."""
+    from medvl.models.loading import LoadOptions, load_model
+
+    dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(_dtype(config.precision), "fp32")
+    loaded = load_model(
+        path,
+        options=LoadOptions(
+            dtype=dtype,
+            device="cpu" if not torch.cuda.is_available() else "auto",
+            merge_adapters=True,
+            attn_implementation=config.attn_implementation,
+        ),
+    )
+    model = loaded.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.train()
+    model.medvl_merged_from = str(path)
+    loaded.processor.tokenizer.padding_side = "right"
+    return model, loaded.processor
+
+
+def _save_merged_base(model, processor, folder: Path) -> None:
+    """Keep the merged starting weights beside the new adapter, which records them as its base.
+
+    The previous adapter's own base would be wrong: the new LoRA was trained on top of the
+    merged weights.
+    """
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    model.name_or_path = str(folder)
+    logger.info("starting weights (%s merged) saved to %s", model.medvl_merged_from, folder)
 
 
 def _dtype(precision: str) -> torch.dtype:
@@ -227,6 +267,8 @@ def run_sft(config: SFTConfig, *, callbacks: list | None = None) -> SFTResult:
     model, processor = _load_model(config)
     spec = detect_family(model)
     records, lengths, dropped = _prepare_records(config, processor)
+    if getattr(model, "medvl_merged_from", None):
+        _save_merged_base(model, processor, Path(config.output_dir) / "base")
     model, plan = apply_plan(model, config, spec)
     logger.info("%s", plan.describe())
     out = Path(config.output_dir)
