@@ -1,14 +1,25 @@
-"""``medvl eval score|benches|run`` and ``medvl report``: scoring and comparison reports.
+"""``medvl eval score|benches|run`` and ``medvl report``: benchmarks, scoring and comparisons.
 
-``eval run`` (benchmark inference) waits for the inference part and says so.
+Heavy imports happen inside the command functions, so ``medvl --help`` stays instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
-from medvl.errors import NotBuiltError, UnknownNameError
+from medvl.cli.infer_cmd import (
+    _add_generation_args,
+    _add_model_args,
+    _add_remote_args,
+    _load_options,
+    _settings,
+)
+
+#: Groups printed per breakdown key in the run summary (the rest are in metrics.json).
+SHOWN_GROUPS = 12
 
 
 def _names(text: str | None) -> list[str]:
@@ -40,12 +51,7 @@ def register(groups) -> None:
     benches = subs.add_parser("benches", help="list benchmarks, their formats and breakdowns")
     benches.set_defaults(func=run_benches)
 
-    run = subs.add_parser("run", help="run a model on a benchmark (not built yet)")
-    run.add_argument("--bench", help="benchmark name (see 'eval benches')")
-    run.add_argument("--model", help="model folder")
-    run.add_argument("--out", type=Path, help="run folder")
-    run.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    run.set_defaults(func=run_bench)
+    _register_run(subs)
 
     report = groups.add_parser(
         "report",
@@ -63,16 +69,52 @@ def register(groups) -> None:
     report.set_defaults(func=run_report)
 
 
+def _register_run(subs) -> None:
+    run = subs.add_parser(
+        "run",
+        help="run a model on a benchmark: convert, predict (cached, resumable), score",
+        description="Convert --data (cached in --out), predict with the model (cached per "
+        "model, prompt and generation settings; a killed run resumes), score, and write "
+        "run.json, scores.jsonl and metrics.json to --out.",
+    )
+    run.add_argument("--bench", required=True, help="benchmark name (see 'medvl eval benches')")
+    run.add_argument(
+        "--data", type=Path, required=True, help="the benchmark's files as published, or JSONL"
+    )
+    run.add_argument("--out", type=Path, help="run folder (default: runs/eval/BENCH)")
+    run.add_argument(
+        "--prompt",
+        default="default",
+        help="default (the benchmark's), reasoning, custom, as_is, huatuo or short_answer",
+    )
+    run.add_argument("--system", help="system prompt, sent in the system role")
+    run.add_argument(
+        "--user-template",
+        help="with --prompt custom: the user turn, with {question}, {options}, {instruction}",
+    )
+    run.add_argument("--limit", type=int, help="only the first N records")
+    run.add_argument("--batch-size", type=int, default=8, help="records per generate call")
+    run.add_argument("--workers", type=int, help="image-loading threads (default: cores-1)")
+    run.add_argument("--metrics", help="comma-separated metric names (default: the benchmark's)")
+    run.add_argument("--breakdown", help="extra comma-separated breakdown keys")
+    run.add_argument("--image-root", type=Path, help="folder holding the benchmark's images")
+    run.add_argument("--reconvert", action="store_true", help="convert --data even if cached")
+    run.add_argument("--overwrite", action="store_true", help="predict even if cached")
+    run.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    _add_model_args(run, required=False)
+    _add_remote_args(run)
+    _add_generation_args(run)
+    run.set_defaults(func=run_bench, max_new_tokens=None)
+
+
 def run_score(args: argparse.Namespace) -> int:
-    from medvl.eval.breakdown import BENCHMARKS, BootstrapSettings
-    from medvl.eval.report import fmt_estimate
+    from medvl.eval.benchmarks import get_benchmark
+    from medvl.eval.breakdown import BootstrapSettings
     from medvl.eval.scoring import score_files
 
     keys = _names(args.breakdown)
     if args.bench:
-        if args.bench not in BENCHMARKS:
-            raise UnknownNameError("benchmark", args.bench, list(BENCHMARKS))
-        keys += [k for k in BENCHMARKS[args.bench].keys if k not in keys]
+        keys += [k for k in get_benchmark(args.bench).breakdown if k not in keys]
     result = score_files(
         args.data,
         args.pred,
@@ -81,9 +123,18 @@ def run_score(args: argparse.Namespace) -> int:
         breakdown_keys=keys,
         bootstrap=BootstrapSettings(resamples=args.resamples, seed=args.seed),
     )
-    body = result.metrics
+    print(f"scored {result.metrics['counts']['records']} records of {args.data} with {args.pred}")
+    _print_metrics(result.metrics)
+    print(f"  scores:  {result.scores_path}")
+    print(f"  metrics: {result.metrics_path}")
+    return 0
+
+
+def _print_metrics(body: dict[str, Any]) -> None:
+    """Overall means with CIs, corpus-level metrics, unparsed MCQ and prediction problems."""
+    from medvl.eval.report import fmt_estimate
+
     counts = body["counts"]
-    print(f"scored {counts['records']} records of {args.data} with {args.pred}")
     for metric, est in body["summary"].items():
         print(f"  {metric:<18} {fmt_estimate(est)}  n={est['n']}")
     for metric, cell in body["corpus"].items():
@@ -96,30 +147,126 @@ def run_score(args: argparse.Namespace) -> int:
     print(f"  predictions        {problems}")
     if counts["duplicate"]:
         print("  note: duplicated ids keep their first line (listed in metrics.json)")
-    print(f"  scores:  {result.scores_path}")
-    print(f"  metrics: {result.metrics_path}")
-    return 0
 
 
 def run_benches(args: argparse.Namespace) -> int:
-    from medvl.eval.breakdown import BENCHMARKS
+    from medvl.eval.benchmarks import BENCHMARKS
 
-    print(f"{'benchmark':<14} {'format':<14} {'kinds':<14} breakdown keys")
+    print(f"{'benchmark':<14} {'reads':<32} {'kinds':<19} {'prompt':<13} max tokens")
     for bench in BENCHMARKS.values():
-        keys = ", ".join(bench.keys) or "-"
-        print(f"{bench.name:<14} {bench.format:<14} {bench.kinds:<14} {keys}")
-        print(f"{'':<14} reports: {bench.official}")
-    print("convert with 'medvl data convert --format FORMAT', predict, then")
-    print("'medvl eval score --bench NAME --data DATA.jsonl --pred PRED.jsonl --out DIR'")
+        print(
+            f"{bench.name:<14} {bench.reader.label():<32} {bench.kinds:<19} {bench.prompt:<13} "
+            f"{bench.max_new_tokens}"
+        )
+        metrics = ", ".join(bench.metrics) if bench.metrics else "the scorer's default set"
+        print(f"{'':<14} metrics:   {metrics}")
+        print(f"{'':<14} breakdown: {', '.join(bench.breakdown) or '-'}")
+        print(f"{'':<14} reports:   {bench.official}")
+    print("run one: medvl eval run --bench NAME --data PATH --model MODEL [--out DIR]")
+    print("or score predictions you have: medvl eval score --bench NAME --data D --pred P --out O")
     return 0
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    raise NotBuiltError(
-        "'medvl eval run' is not built yet: running a model on a benchmark needs the inference "
-        "part of medvl (still to come); score predictions you already have with "
-        "'medvl eval score --data DATA.jsonl --pred PRED.jsonl --out DIR'"
+    from tqdm import tqdm
+
+    from medvl.eval.benchmarks import get_benchmark
+    from medvl.eval.breakdown import BootstrapSettings
+    from medvl.eval.runner import ModelSpec, RunConfig, run_benchmark
+
+    bench = get_benchmark(args.bench)
+    if args.max_new_tokens is None:
+        args.max_new_tokens = bench.max_new_tokens
+    remote = args.engine == "openai"
+    if remote and not args.base_url:
+        from medvl.errors import ConfigError
+
+        raise ConfigError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
+    spec = ModelSpec(
+        model=args.model,
+        adapters=tuple(args.adapter),
+        base_url=args.base_url if remote else None,
+        api_key=args.api_key,
+        load=None if remote else _load_options(args),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        concurrency=args.concurrency,
     )
+    config = RunConfig(
+        bench=bench.name,
+        data=args.data,
+        out=args.out or Path("runs") / "eval" / bench.name,
+        prompt=args.prompt,
+        system=args.system,
+        user_template=args.user_template,
+        settings=_settings(args),
+        limit=args.limit,
+        metrics=tuple(_names(args.metrics)) or None,
+        breakdown=tuple(_names(args.breakdown)),
+        image_root=args.image_root,
+        reconvert=args.reconvert,
+        overwrite=args.overwrite,
+        bootstrap=BootstrapSettings(resamples=args.resamples),
+    )
+    bar = tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = run_benchmark(config, spec, progress=progress)
+    finally:
+        bar.close()
+    _print_run(result.run, result.metrics)
+    return 0
+
+
+def _print_run(run: dict[str, Any], body: dict[str, Any]) -> None:
+    """What ran, how the caches were used, overall and per-category results."""
+    data, cache, prompt = run["data"], run["cache"], run["prompt"]
+    report = data["converter_report"] or {}
+    how = data["conversion"].replace("_", " ")
+    if report.get("skipped") or report.get("filtered"):
+        how += f" (skipped {report.get('skipped', 0)}, filtered out {report.get('filtered', 0)})"
+    print(
+        f"{run['bench']['name']}: {data['scored']} of {data['records']} records of "
+        f"{data['path']} [{how}]"
+    )
+    model = run["model"]
+    print(
+        f"  model {model.get('model') or model['fingerprint'].get('model')} "
+        f"({model['fingerprint'].get('id')}), prompt {prompt['name']} ({prompt['hash']}), "
+        f"max_new_tokens {run['generation']['max_new_tokens']}"
+    )
+    if cache["status"] == "cached":
+        print(f"  predictions: all {cache['reused']} cached in {cache['path']}")
+    else:
+        print(
+            f"  predictions: {cache['predicted']} predicted ({cache['errors']} errors) in "
+            f"{cache['predict_seconds']:.1f} s, {cache['reused']} cached; {cache['path']}"
+        )
+    _print_metrics(body)
+    _print_breakdowns(body)
+    print(f"  run: {run['outputs']['metrics'].rsplit('metrics.json', 1)[0]}run.json")
+
+
+def _print_breakdowns(body: dict[str, Any]) -> None:
+    """The headline metric per group of each breakdown key that has more than one group."""
+    from medvl.eval.report import fmt_estimate
+
+    headline = next(iter(body["summary"]), None)
+    for key, groups in body["breakdowns"].items():
+        if headline is None or len(groups) < 2:
+            continue
+        print(f"  {headline} by {key}:")
+        for label, cells in list(groups.items())[:SHOWN_GROUPS]:
+            est = cells.get(headline)
+            if est:
+                print(f"    {label[:28]:<28} {fmt_estimate(est)}  n={est['n']}")
+        if len(groups) > SHOWN_GROUPS:
+            print(f"    ... {len(groups) - SHOWN_GROUPS} more in metrics.json")
 
 
 def run_report(args: argparse.Namespace) -> int:

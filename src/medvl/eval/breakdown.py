@@ -3,8 +3,8 @@
 The input is the rows of a ``scores.jsonl`` (one dict per data record, see
 :mod:`medvl.eval.scoring`): ``correct`` (0/1 or null), ``metrics`` (name -> value), the record's
 ``kind``, ``answer_type``, ``question_type``, ``lang``, ``dataset`` and the requested ``meta``
-keys. :func:`metrics_json` assembles a run's ``metrics.json`` from them; :data:`BENCHMARKS` names
-the breakdown keys each benchmark reports.
+keys. :func:`metrics_json` assembles a run's ``metrics.json`` from them; the breakdown keys each
+benchmark reports are in :data:`medvl.eval.benchmarks.BENCHMARKS`.
 
 Method: a metric's estimate over a group is the plain mean of its per-record values over every
 record of the group where the metric applies (missing and empty predictions included, scored 0),
@@ -32,60 +32,6 @@ RECORD_KEYS = ("kind", "answer_type", "question_type", "lang", "dataset")
 DEFAULT_KEYS = ("kind", "answer_type", "question_type", "lang")
 NO_VALUE = "(none)"
 _CELLS_PER_CHUNK = 4_000_000  # bounds memory of the index matrix (32 MB of int64)
-
-
-@dataclass(frozen=True)
-class BenchmarkBreakdown:
-    """What a benchmark is scored and broken down by: its ``medvl data convert`` format, the
-    ``meta`` keys its converter keeps for breakdowns, and the numbers its papers report."""
-
-    name: str
-    format: str
-    kinds: str
-    keys: tuple[str, ...]
-    official: str
-
-
-#: Breakdown presets for ``medvl eval score --bench NAME`` (``medvl eval benches`` lists them).
-BENCHMARKS = {
-    b.name: b
-    for b in (
-        BenchmarkBreakdown(
-            "slake",
-            "slake",
-            "closed + open",
-            ("modality", "location", "content_type", "base_type"),
-            "exact match overall, closed/open, per modality and content type (lmms-eval)",
-        ),
-        BenchmarkBreakdown(
-            "vqa_rad",
-            "vqa_rad",
-            "closed + open",
-            ("image_organ", "phrase_type"),
-            "closed accuracy; open token recall (LLaVA-Med)",
-        ),
-        BenchmarkBreakdown(
-            "pathvqa", "pathvqa", "closed + open", (), "closed (yes/no) accuracy; open recall"
-        ),
-        BenchmarkBreakdown("pmc_vqa", "pmc_vqa", "mcq", (), "MCQ accuracy"),
-        BenchmarkBreakdown(
-            "omnimedvqa", "omnimedvqa", "mcq", ("modality_type", "access"), "MCQ accuracy"
-        ),
-        BenchmarkBreakdown(
-            "gmai_mmbench",
-            "gmai_mmbench",
-            "mcq",
-            ("clinical vqa task", "department", "perceptual granularity", "modality"),
-            "MCQ accuracy overall and per task/department/granularity (VLMEvalKit)",
-        ),
-        BenchmarkBreakdown(
-            "huatuo", "huatuo", "mcq", ("dataset", "subset"), "MCQ accuracy per source dataset"
-        ),
-        BenchmarkBreakdown(
-            "iu_xray", "iu_xray", "report", (), "BLEU-1..4, ROUGE-L, METEOR, CIDEr-D"
-        ),
-    )
-}
 
 
 @dataclass(frozen=True)
