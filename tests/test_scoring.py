@@ -301,11 +301,12 @@ def test_cli_bad_predictions_file_is_one_line_exit_2(files, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_eval_run_is_not_built_and_benches_lists(capsys):
+def test_cli_eval_run_needs_data_and_benches_lists(capsys):
     from medvl.cli.main import main
 
-    assert main(["eval", "run", "--bench", "slake"]) == 2
-    assert "is not built yet" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # eval run is built: tests/test_eval_run.py
+        main(["eval", "run", "--bench", "slake"])
+    assert info.value.code == 2 and "--data" in capsys.readouterr().err
     assert main(["eval", "benches"]) == 0
     out = capsys.readouterr().out
     assert "gmai_mmbench" in out and "clinical vqa task" in out

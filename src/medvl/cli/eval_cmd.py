@@ -208,17 +208,20 @@ def run_bench(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         bootstrap=BootstrapSettings(resamples=args.resamples),
     )
-    bar = tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True)
+    bars: list[Any] = []  # made on the first call: a fully cached run shows no bar
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True))
+        bars[0].total = total
+        bars[0].n = done
+        bars[0].refresh()
 
     try:
         result = run_benchmark(config, spec, progress=progress)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     _print_run(result.run, result.metrics)
     return 0
 
@@ -228,8 +231,9 @@ def _print_run(run: dict[str, Any], body: dict[str, Any]) -> None:
     data, cache, prompt = run["data"], run["cache"], run["prompt"]
     report = data["converter_report"] or {}
     how = data["conversion"].replace("_", " ")
-    if report.get("skipped") or report.get("filtered"):
-        how += f" (skipped {report.get('skipped', 0)}, filtered out {report.get('filtered', 0)})"
+    dropped = [f"{k} {report[k]}" for k in ("skipped", "filtered") if report.get(k)]
+    if dropped:
+        how += f", {', '.join(dropped)} (see data.source.json)"
     print(
         f"{run['bench']['name']}: {data['scored']} of {data['records']} records of "
         f"{data['path']} [{how}]"
@@ -249,7 +253,7 @@ def _print_run(run: dict[str, Any], body: dict[str, Any]) -> None:
         )
     _print_metrics(body)
     _print_breakdowns(body)
-    print(f"  run: {run['outputs']['metrics'].rsplit('metrics.json', 1)[0]}run.json")
+    print(f"  run: {run['outputs']['run.json']}")
 
 
 def _print_breakdowns(body: dict[str, Any]) -> None:

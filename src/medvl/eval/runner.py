@@ -1,0 +1,524 @@
+"""Run a model on a benchmark: convert the data, predict, score, and record what was done.
+
+Layout of a run folder ``OUT``::
+
+    data.jsonl            canonical records converted from --data (not written when --data is
+                          already canonical JSONL of the benchmark's language and split)
+    data.source.json      what data.jsonl was converted from, and the converter's report
+    images/               images the converter decoded (GMAI-MMBench's base64 cells)
+    predictions/<prompt>-<key>.jsonl   prediction cache, one file per key (see below)
+    predictions/<prompt>-<key>.json    the parts of that key, readable
+    predictions.jsonl     this run's predictions: the cache lines of the scored records
+    data.first-N.jsonl    the scored records when --limit N leaves some out
+    scores.jsonl, metrics.json         written by :func:`medvl.eval.scoring.score_files`
+    run.json              resolved configuration, hashes, counts, timings, versions
+
+**Conversion cache.** ``data.jsonl`` is reused while ``data.source.json`` matches: same input
+fingerprint (a file's SHA-256; for a folder, every file's path and size plus the content of its
+.json/.jsonl/.csv/.tsv/.txt files), format, language, split, options, image root and medvl
+version, and ``data.jsonl`` still has the hash written there. ``reconvert`` forces it.
+
+**Prediction cache key**: the first 16 hex digits of the SHA-256 of the JSON object
+``{model fingerprint id, engine, prompt template digest, generation settings, data SHA-256}``.
+Batch size is not part of it (batched greedy outputs equal unbatched ones). Predictions are
+written through :func:`medvl.infer.predict.predict_records`, batch by batch with fsync, so a
+killed run resumes where it stopped; a run whose records are all in the cache never loads the
+model. ``--limit N`` predicts and scores the first N records; a later run without it predicts
+only the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medvl.data.formats.base import output_path
+from medvl.data.jsonl import read_records, write_records
+from medvl.data.record import Record
+from medvl.errors import ConfigError, MedvlError
+from medvl.eval.benchmarks import CANONICAL, Benchmark, get_benchmark
+from medvl.eval.breakdown import BootstrapSettings, versions
+from medvl.eval.prompts import PromptTemplate, resolve_prompt
+from medvl.eval.scoring import check_gold, file_sha256, score_files
+from medvl.fileio import atomic_write_json, atomic_writer
+from medvl.infer.engine import Engine, GenerationSettings
+from medvl.infer.predict import PredictSummary, predict_records, read_predictions
+
+if TYPE_CHECKING:
+    from medvl.models.loading import LoadOptions
+
+logger = logging.getLogger(__name__)
+
+ANNOTATION_SUFFIXES = frozenset({".json", ".jsonl", ".csv", ".tsv", ".txt"})
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One benchmark run: which benchmark, data, prompt, generation settings, and where to."""
+
+    bench: str = field(metadata={"help": "benchmark name (medvl eval benches)"})
+    data: Path = field(metadata={"help": "the benchmark's files as published, or canonical JSONL"})
+    out: Path = field(metadata={"help": "run folder (caches live there too)"})
+    prompt: str = field(default="default", metadata={"help": "default, custom or a template"})
+    system: str | None = field(default=None, metadata={"help": "system prompt text"})
+    user_template: str | None = field(default=None, metadata={"help": "custom user turn"})
+    settings: GenerationSettings | None = field(
+        default=None, metadata={"help": "None: greedy with the benchmark's max_new_tokens"}
+    )
+    limit: int | None = field(default=None, metadata={"help": "only the first N records"})
+    metrics: tuple[str, ...] | None = field(default=None, metadata={"help": "override"})
+    breakdown: tuple[str, ...] = field(default=(), metadata={"help": "extra breakdown keys"})
+    image_root: Path | None = field(default=None, metadata={"help": "where images are"})
+    reconvert: bool = field(default=False, metadata={"help": "convert even if cached"})
+    overwrite: bool = field(default=False, metadata={"help": "predict even if cached"})
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be a positive number of records, got {self.limit}")
+        if Path(self.out).is_file():
+            raise ConfigError(f"--out {self.out} is a file; pass a folder for the run")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model to run, opened only when something needs predicting: a local model folder or
+    hub id (+ peft adapters), or the ``model`` served at an OpenAI-compatible ``base_url``."""
+
+    model: str | None = None
+    adapters: tuple[str, ...] = ()
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    load: LoadOptions | None = None  # None: the defaults
+    batch_size: int = 8
+    workers: int | None = None
+    concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.model and not self.base_url:
+            raise ConfigError("pass --model (a model folder or hub id) or --base-url of a server")
+        if self.base_url and self.adapters:
+            raise ConfigError("--adapter is for the local engine; the server loads adapters")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+
+    @property
+    def engine(self) -> str:
+        return "openai" if self.base_url else "hf"
+
+    def fingerprint(self) -> dict[str, Any] | None:
+        """What :meth:`Engine.fingerprint` will say, without loading (None: must connect)."""
+        if self.base_url:
+            if not self.model:
+                return None
+            url = self.base_url.rstrip("/")
+            return {"id": f"openai:{self.model}", "base_url": url, "model": self.model}
+        from medvl.models.loading import model_fingerprint, resolve_model
+
+        base, adapters = resolve_model(self.model, self.adapters)
+        return model_fingerprint(base, adapters)
+
+    def open(self) -> Engine:
+        """Load the model (or connect to the server)."""
+        if self.base_url:
+            from medvl.infer.openai_engine import OpenAIEngine
+
+            return OpenAIEngine(
+                self.base_url, model=self.model, api_key=self.api_key, concurrency=self.concurrency
+            )
+        from medvl.infer.hf_engine import HFEngine
+        from medvl.models.loading import load_model
+
+        loaded = load_model(self.model, self.adapters, self.load)
+        return HFEngine(loaded, batch_size=self.batch_size, num_workers=self.workers)
+
+    def describe(self) -> dict[str, Any]:
+        """For run.json (no API key)."""
+        load = asdict(self.load) if self.load is not None else None
+        return {
+            "model": self.model,
+            "adapters": list(self.adapters),
+            "engine": self.engine,
+            "base_url": self.base_url,
+            "load_options": load,
+            "batch_size": self.batch_size,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The canonical file a run predicts on, and where it came from. ``status``: ``in_place``
+    (canonical input used as is), ``filtered`` (canonical input, other languages/splits left
+    out), ``converted`` or ``reused`` (an earlier conversion of the same input)."""
+
+    path: Path
+    sha256: str
+    source: dict[str, Any]
+    status: str
+    report: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run_benchmark` wrote and found."""
+
+    out: Path
+    run: dict[str, Any]
+    metrics: dict[str, Any]
+    cached: bool
+
+
+# ---------------------------------------------------------------- data
+
+
+def is_canonical_jsonl(path: Path) -> bool:
+    """Whether ``path`` is a JSONL file whose first record has ``id`` and ``messages``."""
+    if not path.is_file() or path.suffix.lower() != ".jsonl":
+        return False
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(row, dict) and {"id", "messages"} <= set(row)
+    return False
+
+
+def input_fingerprint(path: Path) -> str:
+    """A file's SHA-256; for a folder, a hash of its files' paths and sizes plus the content of
+    its annotation files (images are identified by name and size only, to stay cheap)."""
+    if path.is_file():
+        return f"sha256:{file_sha256(path)}"
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\n".encode())
+        if file.suffix.lower() in ANNOTATION_SUFFIXES:
+            digest.update(file_sha256(file).encode())
+    return f"tree:{digest.hexdigest()[:32]}"
+
+
+def prepare_data(
+    bench: Benchmark,
+    data: Path,
+    out: Path,
+    *,
+    image_root: Path | None = None,
+    reconvert: bool = False,
+) -> PreparedData:
+    """The canonical JSONL of ``data`` for ``bench``: used in place, filtered, or converted."""
+    data = Path(data)
+    if not data.exists():
+        raise MedvlError(
+            f"{data}: no such file or folder; --data for {bench.name} is {bench.reader.expects}"
+        )
+    if is_canonical_jsonl(data):
+        return _canonical(bench, data, out)
+    if bench.reader.format == CANONICAL:
+        raise MedvlError(
+            f"{data}: not canonical JSONL (one JSON record per line with 'id' and 'messages'); "
+            f"{bench.name} reads {bench.reader.expects}; convert other formats with "
+            "'medvl data convert' or pick their benchmark"
+        )
+    return _converted(bench, data, out, image_root, reconvert)
+
+
+def _canonical(bench: Benchmark, data: Path, out: Path) -> PreparedData:
+    records = read_records(data)
+    kept = [r for r in records if bench.reader.wants(r)]
+    source = {"format": CANONICAL, "input": str(data.resolve())}
+    if len(kept) == len(records):
+        return PreparedData(data, file_sha256(data), source, "in_place")
+    if not kept:
+        raise MedvlError(
+            f"{data}: none of its {len(records)} records is in {bench.reader.label()}; "
+            "pick the benchmark of that language/split, or 'custom'"
+        )
+    target = out / "data.jsonl"
+    write_records(target, _rebased(kept, data.parent, out))
+    report = {"read": len(records), "written": len(kept), "filtered": len(records) - len(kept)}
+    return PreparedData(target, file_sha256(target), source, "filtered", report)
+
+
+def _rebased(records: Sequence[Record], old_dir: Path, new_dir: Path) -> list[Record]:
+    """Records whose image paths, relative to ``old_dir``, are rewritten for ``new_dir``."""
+    out = []
+    for record in records:
+        images = [output_path(p, new_dir) for p in record.image_paths(old_dir)]
+        out.append(Record.from_dict({**record.to_dict(), "images": images}))
+    return out
+
+
+def _converted(
+    bench: Benchmark, data: Path, out: Path, image_root: Path | None, reconvert: bool
+) -> PreparedData:
+    from medvl import __version__
+
+    reader = bench.reader
+    source = {
+        "format": reader.format,
+        "input": str(data.resolve()),
+        "fingerprint": input_fingerprint(data),
+        "lang": reader.lang,
+        "split": reader.split,
+        "options": dict(reader.options),
+        "image_root": str(Path(image_root).resolve()) if image_root else None,
+        "medvl": __version__,
+    }
+    target, meta_path = out / "data.jsonl", out / "data.source.json"
+    if not reconvert and target.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("source") == source and meta.get("sha256") == file_sha256(target):
+            return PreparedData(target, meta["sha256"], source, "reused", meta.get("report"))
+    report = reader.convert(data, target, image_root)
+    summary = {
+        "read": report.read,
+        "written": report.written,
+        "skipped": report.skipped,
+        "filtered": report.filtered,
+        "problems": report.problem_lines(20),
+    }
+    if report.written == 0:
+        first = f"; first problem: {report.problem_lines(1)[0]}" if report.problems else ""
+        raise MedvlError(
+            f"{data}: no {bench.name} records read ({report.summary()}){first}; --data for "
+            f"{bench.name} is {reader.expects}"
+        )
+    sha = file_sha256(target)
+    atomic_write_json(meta_path, {"source": source, "sha256": sha, "report": summary})
+    return PreparedData(target, sha, source, "converted", summary)
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def cache_key(
+    fingerprint: dict[str, Any],
+    engine: str,
+    template: PromptTemplate,
+    settings: GenerationSettings,
+    data_sha256: str,
+) -> tuple[str, dict[str, Any]]:
+    """``(key, parts)``: what identifies a set of predictions (see the module docstring)."""
+    parts = {
+        "model": fingerprint.get("id"),
+        "engine": engine,
+        "prompt": template.digest(),
+        "settings": settings.to_dict(),
+        "data_sha256": data_sha256,
+    }
+    text = json.dumps(parts, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16], parts
+
+
+def _done_ids(path: Path) -> set[str]:
+    """Ids with a prediction (not an error) in a cache file."""
+    if not path.is_file():
+        return set()
+    return {row["id"] for row in read_predictions(path) if not row.get("error")}
+
+
+def _write_run_predictions(cache: Path, ids: Sequence[str], out: Path) -> None:
+    """The cache lines of ``ids`` (first line per id), in ``ids`` order."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in read_predictions(cache) if cache.is_file() else []:
+        rows.setdefault(row["id"], row)
+    with atomic_writer(out) as handle:
+        for record_id in ids:
+            if record_id in rows:
+                handle.write(json.dumps(rows[record_id], ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_benchmark(
+    config: RunConfig, model: ModelSpec | Engine, *, progress: Progress | None = None
+) -> RunResult:
+    """Convert (cached), predict (cached, resumable), score, and write ``run.json``.
+
+    ``model`` is a :class:`ModelSpec` (opened only if predictions are missing, closed after)
+    or an open :class:`Engine` (left open).
+    """
+    started, start = datetime.now(timezone.utc), time.perf_counter()
+    bench = get_benchmark(config.bench)
+    template = resolve_prompt(
+        config.prompt, bench.prompt, system=config.system, user_template=config.user_template
+    )
+    settings = config.settings or GenerationSettings(max_new_tokens=bench.max_new_tokens)
+    out = Path(config.out)
+    data = prepare_data(
+        bench, config.data, out, image_root=config.image_root, reconvert=config.reconvert
+    )
+    records = read_records(data.path)
+    scored = records[: config.limit] if config.limit else records
+    check_gold(scored, data.path)
+    prompted = [template.apply(record) for record in scored]
+    step = _Prediction(out, template, settings, data, config.overwrite)
+    step.run(model, prompted, progress)
+    predictions = out / "predictions.jsonl"
+    _write_run_predictions(step.path, [r.id for r in scored], predictions)
+    scored_path = data.path
+    if len(scored) < len(records):
+        scored_path = out / f"data.first-{len(scored)}.jsonl"
+        write_records(scored_path, _rebased(scored, data.path.parent, out))
+    extra = [k for k in config.breakdown if k not in bench.breakdown]
+    result = score_files(
+        scored_path,
+        predictions,
+        out,
+        metrics=config.metrics or bench.metrics,
+        breakdown_keys=[*bench.breakdown, *extra],
+        bootstrap=config.bootstrap,
+    )
+    run = {
+        "schema": "medvl.run/1",
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - start, 3),
+        "bench": _bench_info(bench),
+        "data": _data_info(config, data, records, scored, scored_path),
+        "model": _model_info(model, step),
+        "prompt": {"name": template.name, "hash": template.digest(), **template.to_dict()},
+        "generation": settings.to_dict(),
+        "cache": step.info(len(scored)),
+        "outputs": {
+            name: str(out / name)
+            for name in ("run.json", "predictions.jsonl", "scores.jsonl", "metrics.json")
+        },
+        "versions": _versions(),
+    }
+    atomic_write_json(out / "run.json", run)
+    return RunResult(out, run, result.metrics, cached=step.summary is None)
+
+
+class _Prediction:
+    """The prediction step: find the cache file of this key, fill in what it lacks."""
+
+    def __init__(
+        self,
+        out: Path,
+        template: PromptTemplate,
+        settings: GenerationSettings,
+        data: PreparedData,
+        overwrite: bool,
+    ):
+        self.out, self.template, self.settings = out, template, settings
+        self.data, self.overwrite = data, overwrite
+        self.summary: PredictSummary | None = None
+        self.fingerprint: dict[str, Any] = {}
+        self.engine = ""
+
+    def run(self, model: ModelSpec | Engine, records: Sequence[Record], progress: Any) -> None:
+        engine = model if isinstance(model, Engine) else None
+        fingerprint = engine.fingerprint() if engine else model.fingerprint()
+        if fingerprint is not None:
+            self._key(fingerprint, engine.name if engine else model.engine)
+            ids = {r.id for r in records}
+            if not self.overwrite and ids <= _done_ids(self.path):
+                logger.info("%s: all %d predictions cached", self.path, len(ids))
+                return
+        opened = engine is None
+        engine = engine or model.open()
+        try:
+            self._key(engine.fingerprint(), engine.name)  # the loaded weights' own
+            self.summary = predict_records(
+                engine,
+                records,
+                self.data.path.parent,
+                self.path,
+                self.settings,
+                overwrite=self.overwrite,
+                progress=progress,
+            )
+        finally:
+            if opened:
+                engine.close()
+
+    def _key(self, fingerprint: dict[str, Any], engine: str) -> None:
+        self.fingerprint, self.engine = fingerprint, engine
+        self.key, self.parts = cache_key(
+            fingerprint, engine, self.template, self.settings, self.data.sha256
+        )
+        self.path = self.out / "predictions" / f"{self.template.name}-{self.key}.jsonl"
+        described = self.path.with_suffix(".json")
+        if not described.is_file():
+            body = {"key": self.key, **self.parts, "prompt_template": self.template.to_dict()}
+            atomic_write_json(described, body)
+
+    def info(self, n: int) -> dict[str, Any]:
+        """The ``cache`` section of run.json."""
+        summary = self.summary
+        if summary is None:
+            status, reused, predicted, errors, seconds = "cached", n, 0, 0, 0.0
+        else:
+            status = "resumed" if summary.skipped else "predicted"
+            reused, predicted, errors = summary.skipped, summary.written, summary.errors
+            seconds = round(summary.seconds, 3)
+        return {
+            "key": self.key,
+            "path": str(self.path),
+            "parts": self.parts,
+            "status": status,
+            "reused": reused,
+            "predicted": predicted,
+            "errors": errors,
+            "predict_seconds": seconds,
+        }
+
+
+def _model_info(model: ModelSpec | Engine, step: _Prediction) -> dict[str, Any]:
+    described = model.describe() if isinstance(model, ModelSpec) else {}
+    return {"fingerprint": step.fingerprint, **described, "engine": step.engine}
+
+
+def _bench_info(bench: Benchmark) -> dict[str, Any]:
+    return {
+        "name": bench.name,
+        "description": bench.description,
+        "reader": asdict(bench.reader),
+        "metrics": list(bench.metrics) if bench.metrics else None,
+        "breakdown": list(bench.breakdown),
+        "default_prompt": bench.prompt,
+        "default_max_new_tokens": bench.max_new_tokens,
+    }
+
+
+def _data_info(
+    config: RunConfig,
+    data: PreparedData,
+    records: Sequence[Record],
+    scored: Sequence[Record],
+    scored_path: Path,
+) -> dict[str, Any]:
+    return {
+        "input": str(Path(config.data).resolve()),
+        "source": data.source,
+        "path": str(data.path),
+        "sha256": data.sha256,
+        "conversion": data.status,
+        "converter_report": data.report,
+        "records": len(records),
+        "limit": config.limit,
+        "scored": len(scored),
+        "scored_path": str(scored_path),
+    }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = dict(versions())
+    for package in ("torch", "transformers", "peft"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    return found
