@@ -119,9 +119,17 @@ def run_sft(step: Step) -> dict[str, Any]:
 
 
 def run_grpo(step: Step) -> dict[str, Any]:
-    from medvl.train.grpo import run_grpo_recipe
+    from medvl.config import load_config
+    from medvl.train.grpo import run_grpo as train
+    from medvl.train.grpo_config import GRPOConfig
 
-    return run_grpo_recipe(step.recipe, _training_overrides(step))
+    result = train(load_config(GRPOConfig, step.recipe, _training_overrides(step)))
+    return {
+        "train_records": result.train_records,
+        "accuracy_reward_first_quarter": result.accuracy_first_quarter,
+        "accuracy_reward_last_quarter": result.accuracy_last_quarter,
+        "seconds": round(result.seconds, 1),
+    }
 
 
 def run_eval(step: Step) -> dict[str, Any]:
