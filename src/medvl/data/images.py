@@ -251,10 +251,15 @@ def record_image_paths(
         for index, path in enumerate(record.image_paths(base)):
             yield index, path, None
         return
+    base_inside = Path(os.path.abspath(base)).is_relative_to(os.path.abspath(root))
     for index, raw in enumerate(record.images):
         text = raw.replace("\\", "/")
-        if allow_absolute and Path(text).is_absolute():
+        absolute = text.startswith("/") or bool(_WINDOWS_ABSOLUTE_RE.match(text))
+        if allow_absolute and text.startswith("/"):
             yield index, Path(text), None
+            continue
+        if base_inside and not absolute and ".." not in text.split("/"):
+            yield index, base / text, None  # inside the root by construction (the common case)
             continue
         if not (Path(text).is_absolute() or _WINDOWS_ABSOLUTE_RE.match(text)):
             text = os.path.relpath(base / text, root)
