@@ -8,9 +8,7 @@ import argparse
 from medvl.errors import NotBuiltError
 
 # command -> (one-line help, the part of medvl that will provide it)
-TRAIN_PLANNED = {
-    "grpo": ("GRPO reinforcement learning with verifiable rewards", "GRPO trainer"),
-}
+TRAIN_PLANNED: dict[str, tuple[str, str]] = {}  # every train step is built
 
 
 def _not_built(part: str, command: str):

@@ -22,8 +22,9 @@ def register(groups) -> None:
         help="override recipe keys, e.g. learning_rate=1e-4 lora.r=16 resume=true",
     )
     sft.set_defaults(func=run_sft_command)
+    _register_grpo(subs)
     for name, (help_text, part) in TRAIN_PLANNED.items():
-        if name != "sft":
+        if name not in ("sft", "grpo"):
             add_planned(subs, name, help_text, part, f"train {name}")
 
 
@@ -44,5 +45,40 @@ def run_sft_command(args: argparse.Namespace) -> int:
     )
     for name, value in result.validation.items():
         print(f"validation {name}: {value:.4f}")
+    print(f"output: {result.output_dir}")
+    return 0
+
+
+def _register_grpo(subs) -> None:
+    grpo = subs.add_parser(
+        "grpo", help="GRPO reinforcement learning with verifiable rewards (TRL GRPOTrainer)"
+    )
+    grpo.add_argument("recipe", type=Path, help="recipe YAML (see recipes/grpo/)")
+    grpo.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override recipe keys, e.g. grpo.beta=0.04 rewards=[format,mcq_accuracy] "
+        "reward_weights=[0.5,1.0] resume=true",
+    )
+    grpo.set_defaults(func=run_grpo_command)
+
+
+def run_grpo_command(args: argparse.Namespace) -> int:
+    from medvl.config import load_config
+    from medvl.train.grpo_config import GRPOConfig
+
+    config = load_config(GRPOConfig, args.recipe, args.overrides)  # checked before heavy imports
+    from medvl.train.grpo import run_grpo
+
+    result = run_grpo(config)
+    dropped = ", ".join(f"{n} {why}" for why, n in result.rejected.items())
+    print(
+        f"trained on {result.train_records} records in {result.seconds:.0f} s"
+        + (f" (dropped: {dropped})" if dropped else "")
+    )
+    first, last = result.accuracy_first_quarter, result.accuracy_last_quarter
+    if first is not None and last is not None:
+        print(f"mean accuracy reward: first quarter of steps {first:.4f}, last quarter {last:.4f}")
     print(f"output: {result.output_dir}")
     return 0

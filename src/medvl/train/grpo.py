@@ -1,0 +1,356 @@
+"""GRPO on TRL's ``GRPOTrainer``: start model, rewards, data and run outputs for medical VLMs.
+
+Rollouts, group advantages, the clipped loss, KL to the reference, vLLM, checkpoints and data
+parallelism are TRL's. medvl adds: typed recipes with every drifted default explicit
+(``grpo_config.py``), the start model (a base model, a merged SFT model, or an SFT adapter merged
+into its base under ``output_dir/base_model`` so the reference and the saved adapter point at
+the right weights), LoRA targets from the family registry, verifiable-answer data
+(``grpo_data.py``), rewards shared with the evaluator (``rewards.py``), readable monitoring
+(``grpo_monitor.py``) and safe resume (``checkpoints.py``).
+
+TRL's VLM path: each dataset row holds ``prompt`` (a conversation) and ``images`` (PIL); the
+sampler repeats each prompt ``num_generations`` times in a row, every row is generated and
+scored on its own, and rewards receive every other column per completion, so any
+``batch_size`` (completions per device) keeps each completion with its own prompt and answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, set_seed
+from transformers.integrations import TensorBoardCallback
+
+from medvl.config import config_to_dict
+from medvl.errors import ConfigError
+from medvl.fileio import atomic_write_json, atomic_write_text
+from medvl.models.registry import FamilySpec, detect_family, lora_target_regex, part_of
+from medvl.train.callbacks import HistoryCallback, check_finite
+from medvl.train.checkpoints import CompleteCheckpointCallback, latest_complete_checkpoint
+from medvl.train.grpo_config import GRPOConfig
+from medvl.train.grpo_data import GRPOData, prepare_data
+from medvl.train.grpo_monitor import LoggedReward, RewardLog
+from medvl.train.manifest import build_manifest
+
+logger = logging.getLogger(__name__)
+#: TRL releases this module is tested with (GRPO for VLMs, ``log_metric``, string scale_rewards).
+TRL_TESTED = ">=1.16,<2"
+
+
+@dataclass
+class GRPOResult:
+    """What a finished run produced."""
+
+    output_dir: Path
+    train_records: int
+    rejected: dict[str, int]
+    metrics: dict[str, Any]
+    seconds: float
+    accuracy_first_quarter: float | None
+    accuracy_last_quarter: float | None
+    accuracy_curve: list[tuple[int, float, int]] = field(default_factory=list)
+    start_model: str = ""
+
+
+def check_trl() -> None:
+    """Refuse a TRL outside the tested range (its GRPO defaults and hooks move between releases)."""
+    from importlib.metadata import version
+
+    from packaging.specifiers import SpecifierSet
+
+    found = version("trl")
+    if found not in SpecifierSet(TRL_TESTED):
+        raise ConfigError(
+            f"trl {found} is installed; medvl's GRPO is tested with trl{TRL_TESTED}: "
+            f"pip install 'trl{TRL_TESTED}'"
+        )
+
+
+def _torch_dtype(precision: str) -> str:
+    if precision == "auto":
+        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "fp32"
+    return precision
+
+
+def resolve_start(config: GRPOConfig) -> tuple[str, str | None]:
+    """``(model folder to load, SFT adapter merged into it or None)``.
+
+    An adapter-only SFT output is merged into its base once, under ``output_dir/base_model``
+    (kept on resume): GRPO then adds a new LoRA on top (or trains the weights), TRL's reference
+    model is exactly the SFT model, and the saved GRPO adapter names a base that holds the SFT.
+    """
+    from medvl.models.loading import adapter_base, is_adapter_dir
+
+    path = Path(config.model)
+    if not is_adapter_dir(path) or (path / "config.json").is_file():
+        return str(path), None
+    from accelerate import PartialState
+
+    from medvl.models.merge import merge_adapter
+
+    target = Path(config.output_dir) / "base_model"
+    with PartialState().main_process_first():
+        if not (config.resume and (target / "config.json").is_file()):
+            merge_adapter(adapter_base(path), path, target, overwrite=True)
+    return str(target), str(path)
+
+
+def load_policy(config: GRPOConfig) -> tuple[Any, Any, str, str | None]:
+    """``(model, processor, start folder, merged SFT adapter)``; the model on CPU, eval mode."""
+    from medvl.models.loading import LoadOptions, load_model
+
+    start, adapter = resolve_start(config)
+    options = LoadOptions(
+        dtype=_torch_dtype(config.precision),
+        device="cpu",  # the Trainer moves it to each process's device
+        attn_implementation=config.attn_implementation,
+        min_pixels=config.data.min_pixels,
+        max_pixels=config.data.max_pixels,
+    )
+    loaded = load_model(start, options=options)
+    return loaded.model, loaded.processor, start, adapter
+
+
+def lora_config(config: GRPOConfig, spec: FamilySpec):
+    """A peft ``LoraConfig`` on the language model's attention+MLP (TRL wraps the model)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=lora_target_regex(spec, ["language"], config.lora.targets),
+        task_type="CAUSAL_LM",
+    )
+
+
+def freeze_for_full(model: torch.nn.Module, config: GRPOConfig, spec: FamilySpec) -> int:
+    """Train only ``full_parts``; returns the trainable parameter count."""
+    trainable = 0
+    for name, param in model.named_parameters():
+        param.requires_grad = part_of(name, spec) in config.full_parts
+        trainable += param.numel() if param.requires_grad else 0
+    if not trainable:
+        raise ConfigError(f"full_parts {config.full_parts} hold no parameters in this model")
+    return trainable
+
+
+def trl_args(config: GRPOConfig):
+    """TRL's ``GRPOConfig`` with every value medvl cares about set explicitly."""
+    from trl import GRPOConfig as TRLConfig
+
+    return TRLConfig(**_trainer_kwargs(config), **_grpo_kwargs(config), **_vllm_kwargs(config))
+
+
+def _trainer_kwargs(config: GRPOConfig) -> dict[str, Any]:
+    dtype = _torch_dtype(config.precision)
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    return {
+        "output_dir": str(Path(config.output_dir) / "checkpoints"),
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "warmup_steps": config.warmup_ratio,  # < 1 means a fraction of the steps
+        "weight_decay": config.weight_decay,
+        "lr_scheduler_type": config.scheduler,
+        "max_grad_norm": config.max_grad_norm,
+        "logging_steps": config.logging_steps,
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "bf16": dtype == "bf16",  # TRL defaults bf16 to True: both set explicitly
+        "fp16": dtype == "fp16",
+        "gradient_checkpointing": config.gradient_checkpointing,  # TRL defaults it to True
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "report_to": "none",  # TensorBoard is added after the None filter (run_grpo)
+        "remove_unused_columns": False,
+        "use_cpu": not torch.cuda.is_available(),
+        "ddp_backend": "gloo" if multi_cpu else None,
+        "deepspeed": str(config.deepspeed) if config.deepspeed else None,
+    }
+
+
+def _grpo_kwargs(config: GRPOConfig) -> dict[str, Any]:
+    g = config.grpo
+    return {
+        "num_generations": g.num_generations,
+        "max_completion_length": g.max_completion_length,
+        "beta": g.beta,
+        "loss_type": g.loss_type,
+        "temperature": g.temperature,
+        "top_p": g.top_p,
+        "top_k": g.top_k,
+        "epsilon": g.epsilon,
+        "epsilon_high": g.epsilon_high,
+        "scale_rewards": g.scale_rewards,
+        "num_iterations": g.num_iterations,
+        "mask_truncated_completions": g.mask_truncated_completions,
+        "reward_weights": config.weights(),
+        "log_completions": False,  # medvl writes readable samples itself (samples/)
+    }
+
+
+def _vllm_kwargs(config: GRPOConfig) -> dict[str, Any]:
+    v = config.vllm
+    return {
+        "use_vllm": v.enabled,
+        "vllm_mode": v.mode,
+        "vllm_gpu_memory_utilization": v.gpu_memory_utilization,
+        "vllm_tensor_parallel_size": v.tensor_parallel_size,
+        "vllm_max_model_length": v.max_model_length,
+        "vllm_enable_sleep_mode": v.enable_sleep_mode,
+        "vllm_server_base_url": v.server_base_url,
+        "vllm_server_host": v.server_host,
+        "vllm_server_port": v.server_port,
+        "vllm_server_timeout": v.server_timeout,
+        "vllm_importance_sampling_correction": v.importance_sampling_correction,
+    }
+
+
+def check_vllm(config: GRPOConfig) -> None:
+    """vLLM rollouts need a CUDA GPU and the ``vllm`` package; say so before loading anything."""
+    if not config.vllm.enabled:
+        return
+    import importlib.util
+
+    if not torch.cuda.is_available():
+        raise ConfigError("vllm.enabled needs a CUDA GPU; set vllm.enabled=false on CPU")
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("vllm.enabled needs the vllm package: pip install vllm (or disable it)")
+
+
+def build_rewards(config: GRPOConfig, log: RewardLog) -> list[LoggedReward]:
+    """The recipe's rewards, in order, with their parameters (length limits default to the run's
+    ``max_completion_length``)."""
+    rewards = []
+    for name in config.rewards:
+        params = dict(config.reward_params.get(name, {}))
+        if name == "length_penalty":
+            params.setdefault("max_tokens", config.grpo.max_completion_length)
+            params.setdefault("soft_tokens", max(1, params["max_tokens"] // 4))
+        rewards.append(LoggedReward(name, log, params))
+    return rewards
+
+
+class DropUnscoredMetrics(TrainerCallback):
+    """Leaves out metrics TRL logs as None (a reward that applied to no completion of those
+    steps, e.g. ``mcq_accuracy`` on a batch of yes/no questions) before TensorBoard sees them."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in [k for k, v in (logs or {}).items() if v is None]:
+            del logs[key]
+        return control
+
+
+class FiniteLossCallback(HistoryCallback):
+    """History to ``history.json`` (and ``training.png``), stopping on a non-finite loss."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs and logs["loss"] is not None:
+            check_finite(float(logs["loss"]), state.global_step, [], None)
+        return super().on_log(args, state, control, logs=logs, **kwargs)
+
+
+def run_grpo(config: GRPOConfig, *, callbacks: list | None = None) -> GRPOResult:
+    """Run GRPO end to end and write the run folder (adapter or model, samples, manifest)."""
+    from trl import GRPOTrainer
+
+    started = time.perf_counter()
+    check_trl()
+    check_vllm(config)
+    set_seed(config.seed)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, processor, start, adapter = load_policy(config)
+    spec = detect_family(model)
+    data = prepare_data(config, processor)
+    peft = lora_config(config, spec) if config.tuning == "lora" else None
+    if config.tuning == "full":
+        freeze_for_full(model, config, spec)
+    log = RewardLog(
+        config.rewards, out, config.monitor.samples_every, config.monitor.samples_per_dump
+    )
+    resume_dir = latest_complete_checkpoint(out / "checkpoints") if config.resume else None
+    if config.resume and resume_dir is None:
+        logger.warning("resume=true but no complete checkpoint under %s; starting fresh", out)
+    main = int(os.environ.get("RANK", "0")) == 0
+    log.resume_from(int(resume_dir.name.split("-")[-1]) if resume_dir else 0, main=main)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=build_rewards(config, log),
+        args=trl_args(config),
+        train_dataset=data.dataset,
+        processing_class=processor,
+        peft_config=peft,
+        callbacks=[
+            DropUnscoredMetrics(),
+            TensorBoardCallback(),
+            CompleteCheckpointCallback(),
+            FiniteLossCallback(out),
+            *(callbacks or []),
+        ],
+    )
+    output = trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
+    first, last = log.quarters()
+    result = GRPOResult(
+        out,
+        len(data.records),
+        data.counts(),
+        dict(output.metrics),
+        time.perf_counter() - started,
+        first,
+        last,
+        list(log.accuracy),
+        start,
+    )
+    _save_outputs(config, trainer, processor, data, result, adapter)
+    return result
+
+
+def _save_outputs(
+    config: GRPOConfig, trainer, processor, data: GRPOData, result: GRPOResult, adapter
+) -> None:
+    out = Path(config.output_dir)
+    if not trainer.is_world_process_zero():
+        return
+    trainer.save_model(str(out))
+    processor.save_pretrained(out)
+    import yaml
+
+    resolved = config_to_dict(config)
+    atomic_write_text(out / "medvl_config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    atomic_write_json(out / "trl_args.json", trainer.args.to_dict())
+    atomic_write_json(out / "accuracy.json", _accuracy_summary(result))
+    extra = {
+        "kind": "grpo",
+        "tuning": config.tuning,
+        "start_model": result.start_model,
+        "sft_adapter": adapter,
+        "rewards": dict(zip(config.rewards, config.weights(), strict=True)),
+        "train_records": len(data.records),
+        "rejected": data.rejected,
+        "global_step": trainer.state.global_step,
+        "accuracy": _accuracy_summary(result),
+    }
+    manifest = build_manifest(resolved, {"train": Path(config.data.train)}, extra)
+    atomic_write_json(out / "manifest.json", manifest)
+
+
+def _accuracy_summary(result: GRPOResult) -> dict[str, Any]:
+    return {
+        "first_quarter": result.accuracy_first_quarter,
+        "last_quarter": result.accuracy_last_quarter,
+        "per_step": [
+            {"step": s, "accuracy": a, "completions": n} for s, a, n in result.accuracy_curve
+        ],
+    }

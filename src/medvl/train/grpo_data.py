@@ -1,0 +1,178 @@
+"""Canonical records -> the dataset TRL's ``GRPOTrainer`` samples prompts from.
+
+GRPO needs an answer a reward can verify. A record is kept when it has a gold answer (the
+option letter for MCQ, else ``answer`` or the last assistant turn) of a kind one of the recipe's
+accuracy rewards checks (``mcq``, ``closed``, ``open``), and when its prompt, with image tokens
+and the template, fits ``grpo.max_prompt_length``: prompts are never cut, since cutting through
+image tokens breaks the model. Every other record is dropped, counted by reason.
+
+TRL reads, per row: ``prompt`` (conversation with ``{"type": "image"}`` blocks) and ``images``
+(PIL images, loaded lazily with :func:`medvl.data.medimage.load_image`, so DICOM/NIfTI work);
+every other column (``id``, ``answer``, ``options``, ``answer_type``, ``lang``, ``question``)
+reaches the reward functions as a keyword argument.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medvl.data.images import image_header
+from medvl.data.medimage import load_image
+from medvl.data.record import Record
+from medvl.data.tokens import budget_from_processor
+from medvl.errors import MedvlError
+from medvl.eval.prompts import PromptTemplate
+from medvl.eval.scoring import gold_answer
+from medvl.train.prompts import accepts, build_prompt, prompt_template
+from medvl.train.rewards import REWARDS, reward_kind
+
+logger = logging.getLogger(__name__)
+
+#: Why a record is dropped (keys of :attr:`GRPOData.rejected`).
+REASONS = {
+    "no_answer": "no gold answer",
+    "no_reward": "no reward in the recipe checks this kind of answer",
+    "template": "the prompt template does not fit it (reasoning is for multiple choice)",
+    "too_long": "prompt (with image tokens) longer than grpo.max_prompt_length",
+}
+
+
+@dataclass
+class GRPOData:
+    """The kept records, the dataset built on them, and the dropped ids by reason."""
+
+    records: list[Record]
+    dataset: Any
+    rejected: dict[str, list[str]] = field(default_factory=dict)
+    prompt_lengths: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Dropped records per reason."""
+        return {reason: len(ids) for reason, ids in self.rejected.items() if ids}
+
+
+def load_valid_records(path: Path) -> list[Record]:
+    """Every record of ``path``, refusing the file when any record or image is invalid."""
+    from medvl.data.validate import validate_jsonl
+
+    result = validate_jsonl(path)
+    if result.problems:
+        lines = "; ".join(f"line {p.line} ({p.record_id}): {p.code}" for p in result.problems[:5])
+        raise MedvlError(
+            f"{path}: {len(result.problems)} invalid record(s), e.g. {lines}; run "
+            "'medvl data validate' on it and fix or drop them (--out-clean)"
+        )
+    return result.valid
+
+
+def verifiable_kinds(rewards: list[str]) -> set[str]:
+    """Answer kinds at least one of ``rewards`` checks."""
+    return {kind for name in rewards for kind in REWARDS[name].verifies}
+
+
+def prompt_length(record: Record, base_dir: Path, processor: Any, prompt: list) -> int:
+    """Tokens of the templated prompt (generation prompt included), image tokens expanded."""
+    text = processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    length = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    budget = budget_from_processor(processor)
+    for path in record.image_paths(base_dir):
+        header = image_header(path)
+        length += budget.image_tokens(header.width, header.height) - 1
+    return length
+
+
+def select_records(
+    records: list[Record], base_dir: Path, processor: Any, config: Any
+) -> tuple[list[Record], dict[str, list[str]], dict[str, int]]:
+    """``(kept, rejected ids by reason, prompt lengths)`` for the recipe ``config``."""
+    kinds = verifiable_kinds(config.rewards)
+    template = prompt_template(config.prompt.template, config.prompt.system)
+    rejected: dict[str, list[str]] = {reason: [] for reason in REASONS}
+    kept, lengths = [], {}
+    for record in records:
+        if gold_answer(record) is None:
+            rejected["no_answer"].append(record.id)
+            continue
+        if reward_kind(record.options, record.answer_type) not in kinds:
+            rejected["no_reward"].append(record.id)
+            continue
+        if not accepts(template, record):
+            rejected["template"].append(record.id)
+            continue
+        prompt = build_prompt(record, template)
+        length = prompt_length(record, base_dir, processor, prompt)
+        if length > config.grpo.max_prompt_length:
+            rejected["too_long"].append(record.id)
+            continue
+        lengths[record.id] = length
+        kept.append(record)
+    return kept, rejected, lengths
+
+
+def _refuse_empty(path: Path, n: int, rejected: dict[str, list[str]], rewards: list[str]) -> None:
+    counts = ", ".join(f"{REASONS[r]}: {len(ids)}" for r, ids in rejected.items() if ids)
+    raise MedvlError(
+        f"{path}: none of its {n} records can train GRPO with rewards {rewards} ({counts}); "
+        "GRPO needs records with a gold answer ('answer', or the option letter with 'options') "
+        "and an accuracy reward for their kind (mcq_accuracy, closed_accuracy, open_f1)"
+    )
+
+
+class PromptTransform:
+    """Turns stored row indices into TRL rows (prompt, PIL images, reward columns) on access."""
+
+    def __init__(self, records: list[Record], base_dir: Path, template: PromptTemplate):
+        self.records = records
+        self.base_dir = base_dir
+        self.template = template
+
+    def row(self, record: Record) -> dict[str, Any]:
+        return {
+            "prompt": build_prompt(record, self.template),
+            "images": [load_image(p) for p in record.image_paths(self.base_dir)],
+            "id": record.id,
+            "answer": gold_answer(record),
+            "options": dict(record.options) if record.options else None,
+            "answer_type": record.answer_type,
+            "lang": record.lang,
+            "question": record.question,
+        }
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = [self.row(self.records[i]) for i in batch["index"]]
+        return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+
+
+def build_dataset(records: list[Record], base_dir: Path, template: PromptTemplate):
+    """A ``datasets.Dataset`` of row indices; TRL reads its rows through the transform."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_dict({"index": list(range(len(records)))})
+    dataset.set_transform(PromptTransform(records, base_dir, template))
+    return dataset
+
+
+def prepare_data(config: Any, processor: Any) -> GRPOData:
+    """Read, validate and select the training records of ``config``; build the dataset."""
+    path = Path(config.data.train)
+    records = load_valid_records(path)
+    if config.data.max_train_samples:
+        records = records[: config.data.max_train_samples]
+    kept, rejected, lengths = select_records(records, path.parent, processor, config)
+    if not kept:
+        _refuse_empty(path, len(records), rejected, list(config.rewards))
+    counts = Counter({reason: len(ids) for reason, ids in rejected.items() if ids})
+    if counts:
+        logger.warning(
+            "kept %d of %d records; dropped %s",
+            len(kept),
+            len(records),
+            ", ".join(f"{n} ({REASONS[r]})" for r, n in counts.items()),
+        )
+    template = prompt_template(config.prompt.template, config.prompt.system)
+    dataset = build_dataset(kept, path.parent, template)
+    return GRPOData(kept, dataset, rejected, lengths)
