@@ -1,4 +1,5 @@
-"""``medvl eval score|benches|run`` and ``medvl report``: benchmarks, scoring and comparisons.
+"""``medvl eval score|benches|run|perplexity`` and ``medvl report``: benchmarks, scoring,
+perplexity and comparisons.
 
 Heavy imports happen inside the command functions, so ``medvl --help`` stays instant.
 """
@@ -52,6 +53,7 @@ def register(groups) -> None:
     benches.set_defaults(func=run_benches)
 
     _register_run(subs)
+    _register_perplexity(subs)
 
     report = groups.add_parser(
         "report",
@@ -105,6 +107,29 @@ def _register_run(subs) -> None:
     _add_remote_args(run)
     _add_generation_args(run)
     run.set_defaults(func=run_bench, max_new_tokens=None)
+
+
+def _register_perplexity(subs) -> None:
+    ppl = subs.add_parser(
+        "perplexity",
+        help="perplexity of the reference answers given image and question (teacher-forced)",
+        description="Teacher-force each record's chat (system/user turns and images, then the "
+        "reference answer) through the model and score the answer text tokens only (prompt, "
+        "image tokens and the closing <|im_end|> masked). Writes OUT/perplexity.json: pooled "
+        "perplexity exp(total nll / answer tokens), the mean per-record perplexity, per-record "
+        "values and pooled perplexity per group.",
+    )
+    ppl.add_argument("--data", type=Path, required=True, help="canonical .jsonl with answers")
+    ppl.add_argument("--out", type=Path, required=True, help="run folder to write")
+    ppl.add_argument("--batch-size", type=int, default=8, help="records per forward pass")
+    ppl.add_argument("--limit", type=int, help="only the first N records")
+    ppl.add_argument(
+        "--breakdown",
+        help="extra comma-separated group keys (meta keys, e.g. modality,organ); answer_type, "
+        "question_type and lang are always reported",
+    )
+    _add_model_args(ppl)
+    ppl.set_defaults(func=run_perplexity)
 
 
 def run_score(args: argparse.Namespace) -> int:
@@ -271,6 +296,83 @@ def _print_breakdowns(body: dict[str, Any]) -> None:
                 print(f"    {label[:28]:<28} {fmt_estimate(est)}  n={est['n']}")
         if len(groups) > SHOWN_GROUPS:
             print(f"    ... {len(groups) - SHOWN_GROUPS} more in metrics.json")
+
+
+def run_perplexity(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from medvl.data.jsonl import read_records
+    from medvl.errors import ConfigError
+    from medvl.eval.perplexity import (
+        DEFAULT_GROUP_KEYS,
+        answer_perplexity,
+        check_references,
+        perplexity_json,
+    )
+    from medvl.eval.scoring import file_sha256
+    from medvl.fileio import atomic_write_json
+    from medvl.models.loading import load_model
+
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise ConfigError("--batch-size and --limit must be positive numbers")
+    records = read_records(args.data)[: args.limit]
+    check_references(records, args.data, args.data.parent)  # fail fast, before the model loads
+    keys = list(DEFAULT_GROUP_KEYS) + [
+        k for k in _names(args.breakdown) if k not in DEFAULT_GROUP_KEYS
+    ]
+    loaded = load_model(args.model, args.adapter, _load_options(args))
+    with tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        result = answer_perplexity(
+            loaded.model,
+            loaded.processor,
+            records,
+            args.data.parent,
+            batch_size=args.batch_size,
+            progress=progress,
+        )
+    body = perplexity_json(
+        result,
+        records,
+        keys,
+        data={"path": str(args.data), "sha256": file_sha256(args.data), "limit": args.limit},
+        model=loaded.fingerprint(),
+        settings={"batch_size": args.batch_size, "dtype": str(loaded.dtype).removeprefix("torch.")},
+    )
+    path = args.out / "perplexity.json"
+    atomic_write_json(path, body)
+    _print_perplexity(body, args.data, path)
+    return 0
+
+
+def _print_perplexity(body: dict[str, Any], data: Path, path: Path) -> None:
+    """Totals, then pooled perplexity per group of each key with more than one group."""
+    counts = body["counts"]
+    print(
+        f"perplexity: {counts['scored']} of {counts['records']} records of {data} "
+        f"({counts['skipped']} skipped without an answer), {body['tokens']} answer tokens"
+    )
+    model = body["model"]
+    adapters = "".join(f" + {adapter}" for adapter in model.get("adapters") or [])
+    print(f"  model {model.get('path')}{adapters} ({model.get('id')})")
+    print(f"  {'pooled perplexity':<26} {body['perplexity']:10.3f}")
+    print(f"  {'mean per-record perplexity':<26} {body['mean_record_perplexity']:10.3f}")
+    for key, groups in body["groups"].items():
+        if len(groups) < 2:
+            continue
+        print(f"  perplexity by {key}:")
+        for label, cell in list(groups.items())[:SHOWN_GROUPS]:
+            print(
+                f"    {label[:28]:<28} {cell['perplexity']:10.3f}  "
+                f"tokens={cell['tokens']}  n={cell['records']}"
+            )
+        if len(groups) > SHOWN_GROUPS:
+            print(f"    ... {len(groups) - SHOWN_GROUPS} more in perplexity.json")
+    print(f"  written: {path}")
 
 
 def run_report(args: argparse.Namespace) -> int:

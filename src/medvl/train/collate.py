@@ -1,5 +1,8 @@
 """Batching: right-padding, or padding-free packing of several VLM samples per row.
 
+:class:`PaddingCollator` lives in :mod:`medvl.data.features` (evaluation pads the same way)
+and is re-exported here; packing is training-only.
+
 Packing follows the facts measured with transformers 5.23 (../shared/notes/packing_facts.md):
 ``position_ids`` has 4 rows -- row 0 the plain text positions restarting at 0 for every sample
 (transformers derives the block-diagonal causal mask from these restarts), rows 1-3 the
@@ -17,46 +20,11 @@ from typing import Any
 
 import torch
 
-from medvl.train.features import IGNORE_INDEX, Sample
+from medvl.data.features import IGNORE_INDEX, PaddingCollator, Sample, image_batch
+
+__all__ = ["PackingCollator", "PaddingCollator", "balance_rows", "sample_positions"]
 
 RopeIndexFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-
-
-def _images(samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-    with_images = [s for s in samples if s.pixel_values is not None]
-    if not with_images:
-        return {}
-    return {
-        "pixel_values": torch.cat([s.pixel_values for s in with_images]),
-        "image_grid_thw": torch.cat([s.image_grid_thw for s in with_images]),
-    }
-
-
-class PaddingCollator:
-    """Right-pads samples to the longest in the batch (the usual path, and the baseline)."""
-
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, samples: Sequence[Sample]) -> dict[str, Any]:
-        width = max(len(s) for s in samples)
-        ids = torch.full((len(samples), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
-        attention = torch.zeros((len(samples), width), dtype=torch.long)
-        mm = torch.zeros((len(samples), width), dtype=torch.long)
-        for row, sample in enumerate(samples):
-            n = len(sample)
-            ids[row, :n], labels[row, :n] = sample.input_ids, sample.labels
-            attention[row, :n], mm[row, :n] = 1, sample.mm_token_type_ids
-        batch = {
-            "input_ids": ids,
-            "labels": labels,
-            "attention_mask": attention,
-            "mm_token_type_ids": mm,
-            "use_cache": False,
-        }
-        batch.update(_images(samples))
-        return batch
 
 
 def balance_rows(lengths: Sequence[int], rows: int) -> list[list[int]]:
@@ -116,5 +84,5 @@ class PackingCollator:
             pad = width - start
             positions[:, r, start:] = torch.arange(pad).expand(4, pad)  # its own segment
         batch = {"input_ids": ids, "labels": labels, "position_ids": positions, "use_cache": False}
-        batch.update(_images(ordered))
+        batch.update(image_batch(ordered))
         return batch
