@@ -96,8 +96,10 @@ def resolve_start(config: GRPOConfig) -> tuple[str, str | None]:
     from medvl.models.merge import merge_adapter
 
     target = Path(config.output_dir) / "base_model"
-    with PartialState().main_process_first():
-        if not (config.resume and (target / "config.json").is_file()):
+    state = PartialState()
+    with state.main_process_first():  # one process merges; the others wait, then load it
+        kept = config.resume and (target / "config.json").is_file()
+        if state.is_main_process and not kept:
             merge_adapter(adapter_base(path), path, target, overwrite=True)
     return str(target), str(path)
 
@@ -263,43 +265,16 @@ class FiniteLossCallback(HistoryCallback):
 
 def run_grpo(config: GRPOConfig, *, callbacks: list | None = None) -> GRPOResult:
     """Run GRPO end to end and write the run folder (adapter or model, samples, manifest)."""
-    from trl import GRPOTrainer
-
     started = time.perf_counter()
     check_trl()
     check_vllm(config)
-    set_seed(config.seed)
+    set_seed(config.seed)  # LoRA weights are initialised before the Trainer seeds anything
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, processor, start, adapter = load_policy(config)
-    spec = detect_family(model)
     data = prepare_data(config, processor)
-    peft = lora_config(config, spec) if config.tuning == "lora" else None
-    if config.tuning == "full":
-        freeze_for_full(model, config, spec)
-    log = RewardLog(
-        config.rewards, out, config.monitor.samples_every, config.monitor.samples_per_dump
-    )
-    resume_dir = latest_complete_checkpoint(out / "checkpoints") if config.resume else None
-    if config.resume and resume_dir is None:
-        logger.warning("resume=true but no complete checkpoint under %s; starting fresh", out)
-    main = int(os.environ.get("RANK", "0")) == 0
-    log.resume_from(int(resume_dir.name.split("-")[-1]) if resume_dir else 0, main=main)
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=build_rewards(config, log),
-        args=trl_args(config),
-        train_dataset=data.dataset,
-        processing_class=processor,
-        peft_config=peft,
-        callbacks=[
-            DropUnscoredMetrics(),
-            TensorBoardCallback(),
-            CompleteCheckpointCallback(),
-            FiniteLossCallback(out),
-            *(callbacks or []),
-        ],
-    )
+    log, resume_dir = _reward_log(config, out)
+    trainer = _build_trainer(config, model, processor, data, log, callbacks or [])
     output = trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
     first, last = log.quarters()
     result = GRPOResult(
@@ -315,6 +290,42 @@ def run_grpo(config: GRPOConfig, *, callbacks: list | None = None) -> GRPOResult
     )
     _save_outputs(config, trainer, processor, data, result, adapter)
     return result
+
+
+def _reward_log(config: GRPOConfig, out: Path) -> tuple[RewardLog, Path | None]:
+    """The run's reward log, holding the accuracy an earlier run scored when resuming."""
+    monitor = config.monitor
+    log = RewardLog(config.rewards, out, monitor.samples_every, monitor.samples_per_dump)
+    resume_dir = latest_complete_checkpoint(out / "checkpoints") if config.resume else None
+    if config.resume and resume_dir is None:
+        logger.warning("resume=true but no complete checkpoint under %s; starting fresh", out)
+    step = int(resume_dir.name.split("-")[-1]) if resume_dir else 0
+    log.resume_from(step, main=int(os.environ.get("RANK", "0")) == 0)
+    return log, resume_dir
+
+
+def _build_trainer(config: GRPOConfig, model, processor, data: GRPOData, log, callbacks: list):
+    """TRL's ``GRPOTrainer`` on the policy: LoRA (TRL wraps it) or the ``full_parts`` trained."""
+    from trl import GRPOTrainer
+
+    spec = detect_family(model)
+    if config.tuning == "full":
+        freeze_for_full(model, config, spec)
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=build_rewards(config, log),
+        args=trl_args(config),
+        train_dataset=data.dataset,
+        processing_class=processor,
+        peft_config=lora_config(config, spec) if config.tuning == "lora" else None,
+        callbacks=[
+            DropUnscoredMetrics(),
+            TensorBoardCallback(),
+            CompleteCheckpointCallback(),
+            FiniteLossCallback(Path(config.output_dir)),
+            *callbacks,
+        ],
+    )
 
 
 def _save_outputs(
@@ -340,7 +351,10 @@ def _save_outputs(
         "train_records": len(data.records),
         "rejected": data.rejected,
         "global_step": trainer.state.global_step,
-        "accuracy": _accuracy_summary(result),
+        "accuracy": {
+            "first_quarter": result.accuracy_first_quarter,
+            "last_quarter": result.accuracy_last_quarter,
+        },
     }
     manifest = build_manifest(resolved, {"train": Path(config.data.train)}, extra)
     atomic_write_json(out / "manifest.json", manifest)

@@ -23,15 +23,15 @@ from medvl.train.sft_config import LoraSection
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")
 #: Why each required GRPO field has no default (shown when a recipe leaves one out).
 DRIFT = {
-    "num_generations": "TRL's default went from 8 to other values across releases; MedVLM-R1: 4",
-    "max_prompt_length": "records longer than this (image tokens included) are dropped; "
-    "MedVLM-R1: 512",
-    "max_completion_length": "TRL's default changed across releases; MedVLM-R1: 512",
+    "num_generations": "the group size: TRL's default is 8, MedVLM-R1 used 4",
+    "max_prompt_length": "TRL 1.x dropped it (early releases cut prompts from the left); "
+    "medvl drops longer records, image tokens included; MedVLM-R1: 512",
+    "max_completion_length": "TRL's default went from 256 to 512; MedVLM-R1: 512",
     "beta": "TRL's default went from 0.04 to 0.0 in v0.19; MedVLM-R1: 0.04",
     "loss_type": "TRL's default went from 'grpo' to 'bnpo' (v0.18) to 'dapo' (v0.22); "
     "MedVLM-R1: grpo",
-    "temperature": "sampling temperature of the rollouts; MedVLM-R1: 1.0",
-    "epsilon": "PPO clipping range; TRL: 0.2",
+    "temperature": "TRL's default went from 0.9 to 1.0; MedVLM-R1: 1.0",
+    "epsilon": "the PPO clip range; TRL: 0.2",
     "scale_rewards": "TRL's bool became 'group'/'batch'/'none'; MedVLM-R1: group",
 }
 
