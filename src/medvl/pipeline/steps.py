@@ -141,15 +141,18 @@ def run_eval(step: Step) -> dict[str, Any]:
     from medvl.models.loading import load_model
 
     _check_keys(
-        step, {"model", "adapter", "data", "batch_size", "max_new_tokens", "metrics", "breakdown"}
+        step,
+        {"model", "adapter", "data", "batch_size", "max_new_tokens", "metrics", "breakdown"}
+        | {"prompt", "system"},
     )
+    data = Path(_get(step, "data", kinds=str))
+    prompted = _prompted(step, data)
     adapters = (step.params["adapter"],) if step.params.get("adapter") else ()
     loaded = load_model(_get(step, "model", kinds=str), adapters)
     engine = HFEngine(loaded, batch_size=_get(step, "batch_size", 16, int))
     settings = GenerationSettings(max_new_tokens=_get(step, "max_new_tokens", 64, int))
-    data = Path(_get(step, "data", kinds=str))
     predictions = step.out / "predictions.jsonl"
-    predict_file(engine, data, predictions, settings)
+    predict_file(engine, prompted, predictions, settings)
     run = score_files(
         data,
         predictions,
@@ -163,6 +166,22 @@ def run_eval(step: Step) -> dict[str, Any]:
         for name in ("accuracy", "closed_accuracy", "token_f1")
         if name in summary
     }
+
+
+def _prompted(step: Step, data: Path) -> Path:
+    """``data`` itself, or its records rewritten by the step's ``prompt`` template (e.g.
+    ``reasoning`` for a GRPO model) in the step folder; answers are scored against ``data``."""
+    from medvl.data.jsonl import read_records, write_records
+    from medvl.eval.prompts import resolve_prompt
+
+    name, system = _get(step, "prompt", None, str), _get(step, "system", None, str)
+    if name is None and system is None:
+        return data
+    template = resolve_prompt(name or "as_is", "as_is", system=system)
+    records = [template.apply(r) for r in _absolute_images(read_records(data), data.parent)]
+    prompted = step.out / f"prompted-{template.name}.jsonl"
+    write_records(prompted, records)
+    return prompted
 
 
 def run_report(step: Step) -> dict[str, Any]:
