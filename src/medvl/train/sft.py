@@ -32,6 +32,7 @@ from medvl.train.checkpoints import CompleteCheckpointCallback, latest_complete_
 from medvl.train.collate import PackingCollator, PaddingCollator
 from medvl.train.features import FeatureBuilder, RecordDataset
 from medvl.train.freeze import TrainablePlan, apply_plan, param_groups
+from medvl.train.loss import weighted_lm_loss
 from medvl.train.manifest import build_manifest
 from medvl.train.mixed_batches import dummy_vision_loss
 from medvl.train.sft_config import SFTConfig
@@ -94,7 +95,11 @@ class MedvlSFTTrainer(Trainer):
         throughput = self.medvl["throughput"]
         throughput.count(len(ids), int(inputs["input_ids"].numel()))
         text_only = "pixel_values" not in inputs
-        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        average = self.medvl["config"].loss_average
+        if average == "token":
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        else:
+            result = self._weighted_loss(model, inputs, return_outputs, num_items_in_batch, average)
         if text_only and self.medvl["config"].dummy_image_forward:
             extra = dummy_vision_loss(model)
             result = (result[0] + extra, *result[1:]) if return_outputs else result + extra
@@ -103,6 +108,18 @@ class MedvlSFTTrainer(Trainer):
             float(loss.detach()), self.state.global_step + 1, ids, self.medvl.get("last_checkpoint")
         )
         return result
+
+    def _weighted_loss(self, model, inputs, return_outputs, num_items_in_batch, average):
+        """Per-sample (or square-root) averaged loss, see :mod:`medvl.train.loss`."""
+        labels = inputs.pop("labels")
+        positions = inputs.get("position_ids")
+        text_positions = positions[0] if positions is not None and positions.dim() == 3 else None
+        outputs = model(**inputs)
+        loss = weighted_lm_loss(outputs.logits, labels, text_positions, average)
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            # the Trainer then skips its division by the accumulation steps; do it here
+            loss = loss / self.current_gradient_accumulation_steps
+        return (loss, outputs) if return_outputs else loss
 
 
 @dataclass

@@ -97,6 +97,13 @@ class SFTConfig:
     weight_decay: float = 0.0
     scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     max_grad_norm: float = 1.0
+    loss_average: Literal["token", "sample", "square"] = field(
+        default="token",
+        metadata={
+            "help": "how answer tokens are averaged: token (long answers dominate), sample "
+            "(every sample counts the same), square (1/sqrt(tokens), InternVL 2.5)"
+        },
+    )
     seed: int = 42
     packing: bool = field(default=True, metadata={"help": "pack samples into rows (no padding)"})
     pack_rows: int = field(default=2, metadata={"help": "rows a packed batch is balanced into"})
