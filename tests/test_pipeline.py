@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from medvl.cli.main import main
-from medvl.errors import ConfigError
+from medvl.errors import ConfigError, MedvlError
 from medvl.pipeline.runner import plan, run_pipeline
 from medvl.pipeline.spec import load_pipeline
 
@@ -79,3 +79,36 @@ def test_bad_pipelines_name_the_problem(tmp_path):
     file.write_text("steps:\n  - {name: a, kind: phantom}\n")
     with pytest.raises(ConfigError, match="no step 'b'"):
         load_pipeline(file, ["b.n=3"])
+
+
+def test_eval_step_applies_a_prompt_template_and_scores_the_original_answers(tmp_path):
+    from medvl.data.jsonl import read_records
+
+    file = tmp_path / "prompted.yaml"
+    file.write_text(
+        f"name: prompted\nworkdir: {tmp_path / 'run'}\nsteps:\n"
+        "  - {name: data, kind: phantom, with: {n: 24, seed: 2}}\n"
+        "  - {name: base, kind: tiny, with: {family: qwen2_vl}}\n"
+        '  - {name: ev, kind: eval, with: {model: "${base}", data: "${data}/test.jsonl",\n'
+        "      max_new_tokens: 2, prompt: short_answer, system: Be brief.}}\n"
+    )
+    run_pipeline(load_pipeline(file), echo=lambda _: None)
+    run = tmp_path / "run"
+    original = read_records(run / "data" / "test.jsonl")
+    prompted = read_records(run / "ev" / "prompted-short_answer.jsonl")
+    assert [r.id for r in prompted] == [r.id for r in original]
+    english = [p for p, r in zip(prompted, original, strict=True) if r.lang == "en"]
+    assert english and all(
+        p.messages[0].content == "Be brief."
+        and [m for m in p.messages if m.role == "user"][-1].content.endswith(
+            "Answer the question using a single word or phrase."
+        )
+        for p in english
+        if p.question_type != "report" and not p.options
+    )
+    assert all(Path(p.images[0]).is_absolute() and Path(p.images[0]).is_file() for p in prompted)
+    scored = (run / "ev" / "scores.jsonl").read_text().splitlines()
+    assert len(scored) == len(original)
+    with pytest.raises(MedvlError, match="unknown prompt 'cot'"):
+        bad = load_pipeline(file, ["ev.prompt=cot"])
+        run_pipeline(bad, echo=lambda _: None)
