@@ -1,7 +1,7 @@
 """Slow: the two tiny recipes, stage 1 then stage 2, teach a random tiny Qwen2-VL the phantom set.
 
 The steps are the demo's (recipes/pipelines/demo.yaml without GRPO), run through `medvl run`, so
-the test checks what a user gets. Measured on this 2-core CPU: about 6 minutes.
+the test checks what a user gets. Measured on this 2-core CPU: about 7 minutes.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ steps:
   - {{name: eval_stage2, kind: eval, with: {{model: "${{stage2}}", data: "${{data}}/test.jsonl",
       max_new_tokens: 16}}}}
 """
-#: Measured: base 0.0, stage 2 about 0.6 (presence, modality learned; laterality and the
-#: multiple-choice counting/findings questions stay near chance at this size; see the README).
-MIN_CLOSED_ACCURACY = 0.5
+#: Measured here (16 new tokens): base 0.098, stage 2 0.657 (modality learned, presence partly;
+#: laterality and the multiple-choice counting/findings questions stay near chance at this size;
+#: see the README). The issue's target, 0.8, is not reached.
+MIN_CLOSED_ACCURACY = 0.55
 
 
 def closed_accuracy(run: Path) -> float:
@@ -59,7 +60,7 @@ def test_two_stage_sft_lifts_closed_accuracy_and_the_adapter_reloads(tmp_path, c
     base, tuned = closed_accuracy(run / "eval_base"), closed_accuracy(run / "eval_stage2")
     with capsys.disabled():
         print(f"\nphantom test closed accuracy: base {base:.3f}, stage 2 {tuned:.3f}")
-    assert base < 0.1
+    assert base < 0.2  # a random model's answers only hit by luck
     assert tuned >= MIN_CLOSED_ACCURACY
 
     # plain transformers + peft, no medvl code on the model path, reproduces the run's answers
