@@ -26,7 +26,7 @@ def _get(step: Step, key: str, default: Any = ..., kinds: type | tuple = object)
     return value
 
 
-def _check_keys(step: Step, allowed: set[str]) -> None:
+def _check_keys(step: Step, allowed: set[str] | frozenset[str]) -> None:
     unknown = sorted(set(step.params) - allowed)
     if unknown:
         raise ConfigError(
@@ -132,6 +132,22 @@ def run_grpo(step: Step) -> dict[str, Any]:
     }
 
 
+#: What an ``eval`` step accepts under ``with:``.
+EVAL_KEYS = frozenset(
+    [
+        "model",
+        "adapter",
+        "data",
+        "prompt",
+        "system",
+        "batch_size",
+        "max_new_tokens",
+        "metrics",
+        "breakdown",
+    ]
+)
+
+
 def run_eval(step: Step) -> dict[str, Any]:
     """Predict (greedy, batched) and score a canonical JSONL file."""
     from medvl.eval.scoring import score_files
@@ -140,11 +156,7 @@ def run_eval(step: Step) -> dict[str, Any]:
     from medvl.infer.predict import predict_file
     from medvl.models.loading import load_model
 
-    _check_keys(
-        step,
-        {"model", "adapter", "data", "batch_size", "max_new_tokens", "metrics", "breakdown"}
-        | {"prompt", "system"},
-    )
+    _check_keys(step, EVAL_KEYS)
     data = Path(_get(step, "data", kinds=str))
     prompted = _prompted(step, data)
     adapters = (step.params["adapter"],) if step.params.get("adapter") else ()
