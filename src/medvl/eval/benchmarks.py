@@ -32,7 +32,7 @@ from medvl.data.formats.base import (
     text_field,
 )
 from medvl.data.formats.chat import image_list
-from medvl.data.formats.sources import json_rows, require_file
+from medvl.data.formats.sources import object_rows, require_file
 from medvl.data.jsonl import write_records
 from medvl.data.record import Record
 from medvl.errors import ConfigError, MedvlError, UnknownNameError
@@ -136,14 +136,11 @@ def read_medxpertqa(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     one folder up), ``medical_task``, ``body_system``, ``question_type``."""
     path = require_file(ctx.input, "MedXpertQA MM/test.jsonl (or dev.jsonl)")
     split = split_label(ctx, path, "test")
-    for item in json_rows(path):
+    for item in object_rows(path):
         if isinstance(item, Skipped):
             yield item
             continue
-        key, row = item
-        if not isinstance(row, dict):
-            yield Skipped(key, "not a JSON object")
-            continue
+        _, key, row = item
         native = row.get("id")
         record_id = f"medxpertqa-{native}" if not is_missing(native) else f"medxpertqa-{key}"
         yield Candidate(record_id, partial(_medxpertqa_record, ctx, row, record_id, split), "en")

@@ -33,7 +33,7 @@ from medvl.data.formats.base import (
     text_field,
 )
 from medvl.data.formats.chat import image_list
-from medvl.data.formats.sources import json_rows, require_file
+from medvl.data.formats.sources import object_rows, require_file
 from medvl.data.record import Record
 
 _ANSWER_TAG_RE = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL | re.IGNORECASE)
@@ -45,14 +45,11 @@ def read_huatuo(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     path = require_file(ctx.input, "medical_multimodel_evaluation_data.json or a MedVLM-R1 JSON")
     prefix = _stem_id(path.stem)
     split = split_label(ctx, path, "test")
-    for index, item in enumerate(json_rows(path)):
+    for item in object_rows(path):
         if isinstance(item, Skipped):
             yield item
             continue
-        key, row = item
-        if not isinstance(row, dict):
-            yield Skipped(key, "not a JSON object")
-            continue
+        index, _, row = item
         native = row.get("id")
         record_id = str(native) if native not in (None, "") else f"{prefix}-{index:05d}"
         yield Candidate(record_id, partial(_build, ctx, row, record_id, split))

@@ -23,7 +23,7 @@ from medvl.data.formats.base import (
     split_label,
 )
 from medvl.data.formats.chat import chat_record, image_list
-from medvl.data.formats.sources import json_rows, require_file
+from medvl.data.formats.sources import object_rows, require_file
 from medvl.data.record import Message, Record
 
 ROLES = {
@@ -49,14 +49,11 @@ def read_llava(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     path = require_file(ctx.input, "a LLaVA-style .json or .jsonl file")
     dataset = dataset_name(ctx, path)
     split = split_label(ctx, path, "train")
-    for index, item in enumerate(json_rows(path)):
+    for item in object_rows(path):
         if isinstance(item, Skipped):
             yield item
             continue
-        key, row = item
-        if not isinstance(row, dict):
-            yield Skipped(key, "not a JSON object")
-            continue
+        index, _, row = item
         record_id = str(row["id"]) if row.get("id") not in (None, "") else f"{dataset}-{index}"
         lang = row.get("lang") if isinstance(row.get("lang"), str) else _turns_lang(row)
         yield Candidate(record_id, partial(_build, ctx, row, record_id, dataset, split), lang)

@@ -25,7 +25,7 @@ from medvl.data.formats.base import (
     qa_record,
     text_field,
 )
-from medvl.data.formats.sources import json_rows
+from medvl.data.formats.sources import object_rows
 from medvl.data.record import Record
 from medvl.errors import MedvlError
 
@@ -58,14 +58,11 @@ def read_omnimedvqa(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     split = normalise_split(ctx.split) if ctx.split else "test"
     for path in qa_files(ctx.input):
         access = path.parent.name if path.parent.parent.name == "QA_information" else None
-        for index, item in enumerate(json_rows(path)):
+        for item in object_rows(path):
             if isinstance(item, Skipped):
                 yield item
                 continue
-            key, row = item
-            if not isinstance(row, dict):
-                yield Skipped(key, "not a JSON object")
-                continue
+            index, _, row = item
             native = row.get("question_id")
             record_id = f"omnimedvqa-{native if not is_missing(native) else f'{path.stem}-{index}'}"
             build = partial(_build, ctx, row, record_id, split, access)

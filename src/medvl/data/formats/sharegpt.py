@@ -28,7 +28,7 @@ from medvl.data.formats.base import (
 )
 from medvl.data.formats.chat import chat_record, image_list
 from medvl.data.formats.llava import dataset_name
-from medvl.data.formats.sources import json_rows, require_file
+from medvl.data.formats.sources import object_rows, require_file
 from medvl.data.record import Message, Record
 from medvl.errors import ConfigError
 
@@ -110,14 +110,11 @@ def read_sharegpt(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     layout = layout_from(ctx)
     dataset = dataset_name(ctx, path)
     split = split_label(ctx, path, "train")
-    for index, item in enumerate(json_rows(path)):
+    for item in object_rows(path):
         if isinstance(item, Skipped):
             yield item
             continue
-        key, row = item
-        if not isinstance(row, dict):
-            yield Skipped(key, "not a JSON object")
-            continue
+        index, _, row = item
         record_id = str(row["id"]) if row.get("id") not in (None, "") else f"{dataset}-{index}"
         lang = row.get("lang") if isinstance(row.get("lang"), str) else _lang(row, layout)
         build = partial(_build, ctx, layout, row, record_id, dataset, split)

@@ -24,7 +24,7 @@ from medvl.data.formats.base import (
     split_label,
     text_field,
 )
-from medvl.data.formats.sources import json_rows
+from medvl.data.formats.sources import object_rows
 from medvl.data.record import Record
 from medvl.errors import MedvlError
 
@@ -53,14 +53,11 @@ def slake_files(ctx: ReadContext) -> list[tuple[Path, str]]:
 def read_slake(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     """One candidate per SLAKE question; ``lang`` is known up front from ``q_lang``."""
     for path, split in slake_files(ctx):
-        for index, item in enumerate(json_rows(path)):
+        for item in object_rows(path):
             if isinstance(item, Skipped):
                 yield item
                 continue
-            key, row = item
-            if not isinstance(row, dict):
-                yield Skipped(key, "not a JSON object")
-                continue
+            index, _, row = item
             qid = row.get("qid")
             record_id = f"slake-{qid}" if qid not in (None, "") else f"slake-{split}-{index}"
             lang = row.get("q_lang") if isinstance(row.get("q_lang"), str) else None

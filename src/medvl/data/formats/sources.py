@@ -51,6 +51,18 @@ def json_rows(path: Path) -> Iterator[Row | Skipped]:
         yield from _json_lines(text, path.name)
 
 
+def object_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any]] | Skipped]:
+    """``(index, key, row)`` for each JSON object of :func:`json_rows`; a broken row or one that
+    is not an object (a list, a number) comes out as a :class:`Skipped` naming its position."""
+    for index, item in enumerate(json_rows(path)):
+        if isinstance(item, Skipped):
+            yield item
+        elif not isinstance(item[1], dict):
+            yield Skipped(item[0], "not a JSON object")
+        else:
+            yield index, item[0], item[1]
+
+
 def _checked(key: str, value: Any) -> Row | Skipped:
     if has_surrogates(value):
         return Skipped(key, _NOT_UTF8)

@@ -26,7 +26,7 @@ from medvl.data.formats.base import (
     split_label,
     text_field,
 )
-from medvl.data.formats.sources import json_rows, require_file
+from medvl.data.formats.sources import object_rows, require_file
 from medvl.data.formats.vqa_export import export_record
 from medvl.data.record import Record
 
@@ -37,14 +37,11 @@ def read_vqa_rad(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     """One candidate per question of either VQA-RAD layout (told apart row by row)."""
     path = require_file(ctx.input, "VQA_RAD Dataset Public.json or an exported <split>.json")
     label = split_label(ctx, path, "test")
-    for index, item in enumerate(json_rows(path)):
+    for item in object_rows(path):
         if isinstance(item, Skipped):
             yield item
             continue
-        key, row = item
-        if not isinstance(row, dict):
-            yield Skipped(key, "not a JSON object")
-            continue
+        index, _, row = item
         if "image_name" in row and "qid" in row:
             split = _original_split(row)
             record_id = f"vqa_rad-{row['qid']}"
