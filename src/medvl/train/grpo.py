@@ -341,7 +341,8 @@ def _save_outputs(
     resolved = config_to_dict(config)
     atomic_write_text(out / "medvl_config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     atomic_write_json(out / "trl_args.json", trainer.args.to_dict())
-    atomic_write_json(out / "accuracy.json", _accuracy_summary(result))
+    accuracy = _accuracy_summary(result)
+    atomic_write_json(out / "accuracy.json", accuracy)
     extra = {
         "kind": "grpo",
         "tuning": config.tuning,
@@ -351,10 +352,7 @@ def _save_outputs(
         "train_records": len(data.records),
         "rejected": data.rejected,
         "global_step": trainer.state.global_step,
-        "accuracy": {
-            "first_quarter": result.accuracy_first_quarter,
-            "last_quarter": result.accuracy_last_quarter,
-        },
+        "accuracy": {k: v for k, v in accuracy.items() if k != "per_step"},  # curve: accuracy.json
     }
     manifest = build_manifest(resolved, {"train": Path(config.data.train)}, extra)
     atomic_write_json(out / "manifest.json", manifest)
