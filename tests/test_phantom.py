@@ -21,6 +21,7 @@ from medvl.data.phantom_images import (
 from medvl.data.phantom_text import MCQ_INSTRUCTION
 from medvl.data.record import Record
 from medvl.errors import ConfigError
+from medvl.models.registry import FAMILIES, get_family
 
 N = 160
 SPLITS = ("train", "val", "test")
@@ -184,6 +185,27 @@ def test_presence_and_side_are_readable_from_pixels(
     assert checked > N // 4
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_only_lesions_normalise_positive_in_every_channel(
+    phantom: PhantomSummary, records: list[Record], family: str
+) -> None:
+    """Lesion pixels normalise positive in every channel; every other pixel lies below the largest
+    channel mean. A random-weight vision tower cannot tell a flat bright patch from a flat
+    light-gray one (a bias-free linear patch embedding, then layer norms); this sign pattern is
+    what keeps presence learnable (see medvl.data.phantom_images)."""
+    spec = get_family(family)
+    mean, std = np.array(spec.image_mean), np.array(spec.image_std)
+    assert (((LESION_LEVEL - 0.03) - mean) / std > 0).all()
+    for record in records[:40]:
+        gray = _gray(phantom, record) / 255
+        lesion = np.zeros(gray.shape, dtype=bool)
+        yy, xx = np.mgrid[0 : gray.shape[0], 0 : gray.shape[1]] + 0.5
+        for x, y, r in record.meta["lesions"]:
+            lesion |= np.hypot(xx - x, yy - y) <= r + 1.0
+        assert gray[~lesion].max() < mean.max(), record.id
+        assert gray.max() >= LESION_LEVEL - 0.03 or not record.meta["lesions"], record.id
+
+
 def _count_blobs(mask: np.ndarray) -> int:
     """Connected components (4-neighbour) of a boolean mask, by flood fill."""
     seen = np.zeros_like(mask)
@@ -220,11 +242,12 @@ def test_lesion_count_and_size_are_readable_from_pixels(
 def test_modality_is_readable_from_a_thumbnail(
     phantom: PhantomSummary, records: list[Record]
 ) -> None:
-    """A nearest-centroid classifier on 8x8 thumbnails tells the modalities apart."""
+    """A nearest-centroid classifier on 8x8 thumbnails of the anatomy (lesions clipped to the
+    background's top) tells the modalities apart."""
 
     def thumb(record: Record) -> np.ndarray:
-        path = record.image_paths(phantom.out_dir)[0]
-        image = Image.open(path).convert("L").resize((8, 8), Image.Resampling.BOX)
+        anatomy = np.minimum(_gray(phantom, record), int(255 * BACKGROUND_MAX + 0.5))
+        image = Image.fromarray(anatomy.astype(np.uint8)).resize((8, 8), Image.Resampling.BOX)
         return np.asarray(image, dtype=np.float64).ravel() / 255
 
     train = [r for r in records if r.split == "train"]

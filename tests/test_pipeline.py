@@ -11,6 +11,7 @@ from medvl.cli.main import main
 from medvl.errors import ConfigError, MedvlError
 from medvl.pipeline.runner import plan, run_pipeline
 from medvl.pipeline.spec import load_pipeline
+from medvl.pipeline.steps import headline_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = sorted((ROOT / "recipes" / "pipelines").glob("*.yaml"))
@@ -112,3 +113,38 @@ def test_eval_step_applies_a_prompt_template_and_scores_the_original_answers(tmp
     with pytest.raises(MedvlError, match="unknown prompt 'cot'"):
         bad = load_pipeline(file, ["ev.prompt=cot"])
         run_pipeline(bad, echo=lambda _: None)
+
+
+def test_headline_table_keeps_multiple_choice_apart_from_closed_accuracy() -> None:
+    """Closed accuracy is the scorer's (no options); MCQ accuracy is its own column."""
+    est = lambda x: {"mean": x}  # noqa: E731
+    report = {
+        "runs": [{"name": "a"}, {"name": "b"}],
+        "overall": {
+            "accuracy": {"a": est(0.5), "b": est(0.6)},
+            "closed_accuracy": {"a": est(0.9), "b": est(0.8)},
+            "mcq_accuracy": {"a": est(0.25), "b": None},
+        },
+        "breakdowns": {
+            "answer_type": {
+                "closed": {"accuracy": {"a": est(0.7), "b": est(0.7)}},
+                "open": {"token_f1": {"a": est(0.4)}},
+            }
+        },
+    }
+    assert headline_table(report) == [
+        {
+            "run": "a",
+            "accuracy": 0.5,
+            "closed_accuracy": 0.9,
+            "mcq_accuracy": 0.25,
+            "open_token_f1": 0.4,
+        },
+        {
+            "run": "b",
+            "accuracy": 0.6,
+            "closed_accuracy": 0.8,
+            "mcq_accuracy": None,
+            "open_token_f1": None,
+        },
+    ]

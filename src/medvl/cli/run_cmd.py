@@ -49,9 +49,11 @@ def _print_table(rows: list[dict]) -> None:
     def cell(value) -> str:
         return "  -  " if value is None else f"{value:.3f}"
 
-    print(f"{'model':<12} {'closed acc':>10} {'overall acc':>11} {'open token F1':>13}")
+    print(
+        f"{'model':<12} {'closed acc':>10} {'MCQ acc':>8} {'overall acc':>11} {'open token F1':>13}"
+    )
     for row in rows:
         print(
-            f"{row['run']:<12} {cell(row['closed_accuracy']):>10} {cell(row['accuracy']):>11} "
-            f"{cell(row['open_token_f1']):>13}"
+            f"{row['run']:<12} {cell(row['closed_accuracy']):>10} {cell(row['mcq_accuracy']):>8} "
+            f"{cell(row['accuracy']):>11} {cell(row['open_token_f1']):>13}"
         )

@@ -50,7 +50,7 @@ from medvl.fileio import atomic_write_bytes, atomic_write_json, atomic_write_tex
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DATASET = "phantom"
 SPLITS = ("train", "val", "test")
 QUESTION_TYPES = text.QUESTION_TYPES
