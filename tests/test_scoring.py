@@ -323,3 +323,23 @@ def test_cli_score_prints_summary(files, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "scored 10 records" in text and "missing 1, empty 1, duplicate 1, unknown 1" in text
     assert (out / "scores.jsonl").is_file() and (out / "metrics.json").is_file()
+
+
+def test_sft_validation_names_its_accuracies_as_the_scorer_does():
+    """Validation during training keeps multiple choice out of closed accuracy (hand-counted)."""
+    from medvl.train.validation import score_answers
+
+    records = [
+        record("y1", "yes"),
+        record("y2", "no"),
+        record("y3", "yes"),
+        record("m1", "A", options=OPTIONS),
+        record("m2", "C", options=OPTIONS),
+        record("o1", "left lung", answer_type="open", question_type="organ"),
+    ]
+    answers = ["yes", "yes", "Yes.", "A", "B", "left lung"]
+    scores = score_answers(records, answers)
+    assert scores["closed_accuracy"] == pytest.approx(2 / 3)
+    assert scores["mcq_accuracy"] == pytest.approx(1 / 2)
+    assert scores["open_token_f1"] == pytest.approx(1.0)
+    assert scores["overall"] == pytest.approx(4 / 6)

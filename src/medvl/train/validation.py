@@ -52,20 +52,24 @@ def generate_answers(
 
 
 def score_answers(records: list[Record], answers: list[str]) -> dict[str, float]:
-    """Aggregate validation metrics: closed (incl. MCQ) accuracy, open token F1, overall."""
+    """Aggregate validation metrics, named as the evaluation scorer names them: closed accuracy
+    (closed questions without options), multiple-choice accuracy, open token F1, overall."""
     from medvl.eval.scoring import Scorer, default_extractor, metric_table, select_metrics
 
     table = metric_table()
     names = [n for n in VALIDATION_METRICS if n in table]
     scorer = Scorer(metrics=select_metrics(table, names), table=table, extract=default_extractor())
     rows = [scorer.score(r, a, "ok") for r, a in zip(records, answers, strict=True)]
-    closed = [r["correct"] for r in rows if r["kind"] in ("closed", "mcq")]
+    closed = [r["correct"] for r in rows if r["kind"] == "closed"]
+    mcq = [r["correct"] for r in rows if r["kind"] == "mcq"]
     open_f1 = [r["metrics"].get("token_f1") for r in rows if r["kind"] in ("open", "report")]
     open_f1 = [v for v in open_f1 if v is not None]
     overall = [r["correct"] or 0.0 for r in rows]
     result = {"overall": sum(overall) / len(overall)} if overall else {}
     if closed:
         result["closed_accuracy"] = sum(closed) / len(closed)
+    if mcq:
+        result["mcq_accuracy"] = sum(mcq) / len(mcq)
     if open_f1:
         result["open_token_f1"] = sum(open_f1) / len(open_f1)
     return result
@@ -138,6 +142,13 @@ class GenerationValidationCallback(TrainerCallback):
 
     def _keep_best(self, model: Any, step: int) -> None:
         value = self.last.get(self.settings.metric)
+        if value is None and self.best is None:
+            logger.warning(
+                "validation.metric %r is not computed on these records (there is: %s); no best/ "
+                "is kept: set validation.metric to one of those",
+                self.settings.metric,
+                ", ".join(sorted(self.last)) or "nothing",
+            )
         if value is None or (self.best is not None and value <= self.best):
             return
         self.best = value
