@@ -60,18 +60,16 @@ def score_answers(records: list[Record], answers: list[str]) -> dict[str, float]
     names = [n for n in VALIDATION_METRICS if n in table]
     scorer = Scorer(metrics=select_metrics(table, names), table=table, extract=default_extractor())
     rows = [scorer.score(r, a, "ok") for r, a in zip(records, answers, strict=True)]
-    closed = [r["correct"] for r in rows if r["kind"] == "closed"]
-    mcq = [r["correct"] for r in rows if r["kind"] == "mcq"]
-    open_f1 = [r["metrics"].get("token_f1") for r in rows if r["kind"] in ("open", "report")]
-    open_f1 = [v for v in open_f1 if v is not None]
     overall = [r["correct"] or 0.0 for r in rows]
     result = {"overall": sum(overall) / len(overall)} if overall else {}
-    if closed:
-        result["closed_accuracy"] = sum(closed) / len(closed)
-    if mcq:
-        result["mcq_accuracy"] = sum(mcq) / len(mcq)
-    if open_f1:
-        result["open_token_f1"] = sum(open_f1) / len(open_f1)
+    for metric, key in (
+        ("closed_accuracy", "closed_accuracy"),
+        ("mcq_accuracy", "mcq_accuracy"),
+        ("token_f1", "open_token_f1"),
+    ):
+        values = [r["metrics"][metric] for r in rows if r["metrics"].get(metric) is not None]
+        if values:
+            result[key] = sum(values) / len(values)
     return result
 
 
@@ -95,6 +93,7 @@ class GenerationValidationCallback(TrainerCallback):
         self.history = history
         self.best: float | None = None
         self.last: dict[str, float] = {}
+        self.warned_no_metric = False
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.settings.every_steps
@@ -142,7 +141,8 @@ class GenerationValidationCallback(TrainerCallback):
 
     def _keep_best(self, model: Any, step: int) -> None:
         value = self.last.get(self.settings.metric)
-        if value is None and self.best is None:
+        if value is None and not self.warned_no_metric:
+            self.warned_no_metric = True
             logger.warning(
                 "validation.metric %r is not computed on these records (there is: %s); no best/ "
                 "is kept: set validation.metric to one of those",
