@@ -67,7 +67,13 @@ def test_columns_resampled_together_match_one_at_a_time():
 
 def test_degenerate_inputs():
     assert estimate([]).mean is None and estimate([]).n == 0
-    assert estimate([0.4]).to_dict() == {"n": 1, "mean": 0.4, "ci_low": 0.4, "ci_high": 0.4}
+    assert estimate([0.4]).to_dict() == {
+        "n": 1,
+        "clusters": 1,
+        "mean": 0.4,
+        "ci_low": 0.4,
+        "ci_high": 0.4,
+    }
     assert estimate([1, 1, 1]).ci_low == 1.0
     with pytest.raises(ConfigError):
         BootstrapSettings(resamples=0)

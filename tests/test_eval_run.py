@@ -300,6 +300,37 @@ def test_benchmark_runs_from_its_published_layout(bench, engine, tmp_path):
     assert result.cached is False
 
 
+def data_rad(tmp_path: Path) -> Path:
+    """VQA-RAD's ``data_RAD/`` as released: trainset.json, testset.json, images/, and
+    ``phrase_type`` values without ``test_`` in the test file."""
+    folder = tmp_path / "data_RAD"
+    png(folder / "images" / "synpic1.jpg")
+    keys = ("qid", "image_name", "image_organ", "answer", "answer_type", "question_type")
+    rows = {
+        "trainset.json": [(1, "synpic1.jpg", "HEAD", "Yes", "CLOSED", "PRES", "Is it?", "para")],
+        "testset.json": [
+            (1, "synpic1.jpg", "HEAD", "No", "CLOSED", "ABN", "Is this normal?", "freeform"),
+            (2, "synpic1.jpg", "HEAD", "Left", "OPEN", "POS", "Which side?", "para"),
+        ],
+    }
+    for name, records in rows.items():
+        objects = [dict(zip((*keys, "question", "phrase_type"), r, strict=True)) for r in records]
+        (folder / name).write_text(json.dumps(objects), encoding="utf-8")
+    return folder
+
+
+def test_vqa_rad_runs_on_data_rad_testset(engine, model_dir, tmp_path, capsys):
+    """Regression: testset.json was read as train and the run found no records."""
+    folder = data_rad(tmp_path)
+    for data in (folder / "testset.json", folder):
+        result = run_api(engine, "vqa_rad", data, tmp_path / data.name, settings=FAST)
+        assert result.metrics["n_records"] == 2
+    argv = ["--bench", "vqa_rad", "--data", str(folder / "trainset.json")]
+    code, _, err = cli(capsys, *argv, "--model", str(model_dir), "--out", str(tmp_path / "t"))
+    assert code == 2 and "its one record is split=train; vqa_rad's split=test filter" in err
+    assert "--split" not in err and "--lang" not in err
+
+
 def test_phantom_canonical_jsonl_is_used_in_place(engine, tmp_path, tmp_path_factory):
     data = phantom_dir(tmp_path_factory) / "test.jsonl"
     run_api(engine, "phantom", data, tmp_path, settings=FAST, limit=3)
@@ -308,7 +339,8 @@ def test_phantom_canonical_jsonl_is_used_in_place(engine, tmp_path, tmp_path_fac
     assert not (tmp_path / "data.jsonl").exists()
     scored = read_records(tmp_path / "data.first-3.jsonl")
     assert [r.id for r in scored] == [r.id for r in read_records(data)[:3]]
-    assert all(Path(r.images[0]).is_file() for r in scored)  # rebased onto the run folder
+    assert all(r.image_paths(tmp_path)[0].is_file() for r in scored)  # rebased onto the run
+    assert all(not Path(r.images[0]).is_absolute() for r in scored)  # relative: runs can move
     assert {"modality", "organ"} <= set(
         json.loads((tmp_path / "metrics.json").read_text())["breakdowns"]
     )

@@ -127,13 +127,11 @@ def test_image_paths_are_normalised_and_rebased(tmp_path):
         image_out_dir=tmp_path / "out" / "images",
     )
     assert normalise_image_path("images\\test\\a.jpg") == "images/test/a.jpg"
-    assert ctx.image("images\\test\\a.jpg") == (tmp_path / "data/images/test/a.jpg").as_posix()
-    assert (
-        ctx.image("test/a.jpg", subdirs=("images",))
-        == (tmp_path / "data/images/test/a.jpg").as_posix()
-    )
+    # relative to the output's folder, ../ included, so the two move together
+    assert ctx.image("images\\test\\a.jpg") == "../data/images/test/a.jpg"
+    assert ctx.image("test/a.jpg", subdirs=("images",)) == "../data/images/test/a.jpg"
     assert ctx.image("/elsewhere/machine/test/a.jpg", subdirs=("images",)).endswith("test/a.jpg")
-    assert ctx.image(str(image)) == (tmp_path / "data/images/test/a.jpg").as_posix()
+    assert ctx.image(str(image)) == "../data/images/test/a.jpg"
     with pytest.raises(SkipRecord, match="image not found"):
         ctx.image("images/test/b.jpg")
     assert output_path(Path("/usr/share/x.png"), tmp_path) == "/usr/share/x.png"
@@ -147,6 +145,9 @@ def test_small_helpers():
     assert guess_split(Path("GMAI-MMBench_VAL.tsv"), "x") == "validation"
     assert guess_split(Path("test_2.csv"), "x") == "test"
     assert guess_split(Path("medical_multimodel_evaluation_data.json"), "x") == "x"
+    assert guess_split(Path("data_RAD/testset.json"), "x") == "test"
+    assert guess_split(Path("data_RAD/trainset.json"), "x") == "train"
+    assert guess_split(Path("VQA_RAD Dataset Public.json"), "x") == "x"
     assert letter_for(" chronic  INFARCT", {"A": "Acute", "B": "Chronic infarct"}) == "B"
     with pytest.raises(SkipRecord, match="matches none"):
         letter_for("Cataract", {"A": "Normal"})

@@ -44,7 +44,7 @@ def test_llava_reads_llava_med_and_qilin_records(llava_dir, tmp_path):
     assert report.read == 8 and report.written == 5 and report.skipped == 3
     multi = records["17479602_F1"]
     assert multi.dataset == "llava_med_instruct_sample" and multi.split == "train"
-    assert multi.images == [(tmp_path / "llava/17479602_F1.jpg").as_posix()]
+    assert multi.images == ["../llava/17479602_F1.jpg"]
     assert multi.messages[0].content == (
         "<image>\nWhat is the purpose of the cranial MRI in this case?"
     )
@@ -54,7 +54,7 @@ def test_llava_reads_llava_med_and_qilin_records(llava_dir, tmp_path):
     assert gt.messages[0].content == "<image>\nAre regions of the brain infarcted?"
     assert (gt.answer, gt.answer_type, gt.meta) == ("Yes", "closed", {"answer_type": "CLOSED"})
     caption = records["PMC100_F2"]
-    assert caption.images == [(tmp_path / "llava/figures/PMC100_F2.jpg").as_posix()]
+    assert caption.images == ["../llava/figures/PMC100_F2.jpg"]
     assert caption.messages[0].content == "<image>\nDescribe the image concisely."
     assert records["PMC200_pair"].messages[0].content.startswith("<image>\n<image>\nCompare")
     assert records["qilin-PMC8253873_Fig6_46"].lang == "zh"
@@ -165,9 +165,7 @@ def test_llava_round_trip_keeps_messages_and_images(tmp_path):
     exported = tmp_path / "export" / "train.json"
     assert to_llava(records, exported, base) == 2
     rows = json.loads(exported.read_text())
-    assert rows[0]["image"] == (tmp_path / "canon/imgs/a.png").as_posix() and rows[0][
-        "system"
-    ].startswith("You")
+    assert rows[0]["image"] == "../canon/imgs/a.png" and rows[0]["system"].startswith("You")
     assert rows[0]["conversations"][1] == {"from": "gpt", "value": "A"}
     report = convert("llava", exported, tmp_path / "back" / "train.jsonl")
     back = read_records(tmp_path / "back" / "train.jsonl")
@@ -196,10 +194,7 @@ def test_sharegpt_writer_and_its_dataset_info(tmp_path):
     assert info["med"]["tags"]["role_tag"] == "role"
     assert json.loads(out.with_suffix(".dataset_info.json").read_text()) == info
     rows = json.loads(out.read_text())
-    assert rows[1]["images"] == [
-        (tmp_path / "canon/imgs/a.png").as_posix(),
-        (tmp_path / "canon/imgs/b.png").as_posix(),
-    ]
+    assert rows[1]["images"] == ["../canon/imgs/a.png", "../canon/imgs/b.png"]
     convert(
         "sharegpt", out, tmp_path / "back.jsonl", dataset_info=out.with_suffix(".dataset_info.json")
     )

@@ -23,6 +23,7 @@ from medvl.data.leakage import (
     find_leakage,
     hamming,
     match_hashes,
+    near_pairs,
     phashes,
 )
 from medvl.data.phantom_images import Lesion, Scene, render
@@ -206,6 +207,35 @@ def test_match_hashes_is_vectorised_and_exact():
     assert found == [(0, 5, 4), (1, 17, 0)]
     assert elapsed < 5, f"2k x 20k hashes took {elapsed:.2f}s"
     assert match_hashes(queries[:1], pool, phash_distance=3) == []
+
+
+def test_near_pairs_lists_every_pair_like_a_brute_force_loop():
+    """Every pair within both thresholds, not only each hash's closest: a chain A~B~C with A far
+    from C, and a hash with two near neighbours, keep all their edges."""
+    rng = np.random.default_rng(1)
+    base = [int(x) for x in rng.integers(0, 2**63, size=(6, 5), dtype=np.uint64).ravel()]
+    hashes = []
+    for i in range(6):  # six unrelated roots, each followed by three perturbed copies
+        h64, h256 = (
+            base[5 * i],
+            int.from_bytes(
+                b"".join(int(w).to_bytes(8, "big") for w in base[5 * i + 1 : 5 * i + 5]), "big"
+            ),
+        )
+        hashes.append((h64, h256))
+        hashes.append((h64 ^ 0b1, h256 ^ (0xFF << 10)))  # 8 of 256 bits from the root
+        hashes.append((h64 ^ 0b11, h256 ^ (0xFF << 18)))  # 8 from the root, 16 from copy 1
+        hashes.append((h64 ^ (0xFFFF << 20), h256 ^ 0b1))  # 256-bit near, 64-bit too far
+    expected = [
+        (i, j, hamming(a[1], b[1]))
+        for i, a in enumerate(hashes)
+        for j, b in enumerate(hashes)
+        if i < j and hamming(a[0], b[0]) <= 12 and hamming(a[1], b[1]) <= 18
+    ]
+    found = near_pairs(hashes, phash_distance=18, candidate_distance=12)
+    assert sorted(found) == sorted(expected)
+    assert len(found) == 6 * 3  # per root: root-copy1, root-copy2, copy1-copy2
+    assert near_pairs(hashes[:1]) == [] and near_pairs([]) == []
 
 
 def test_real_vqa_rad_duplicates_are_exact_only():

@@ -46,7 +46,13 @@ from medvl.eval.metrics import (
         ("没有", "否", 1.0),
         ("有", "没有", 0.0),
         ("是否", "是", 0.0),
+        ("这是什么结构", "是", 0.0),  # 这是 is a question word, not 是
+        ("对比增强CT", "是", 0.0),  # 对比 is not 对
+        ("答案是：否", "否", 1.0),  # the answer phrase decides
+        ("The answer is yes", "yes", 1.0),
         ("CT", "ct", 1.0),  # closed but not yes/no: normalised exact match
+        ("Computed tomography", "CT", 1.0),  # ... after the synonym table
+        ("X ray", "X-Ray", 1.0),
         ("The left.", "Left", 1.0),
         ("left lung", "left", 0.0),
     ],

@@ -1,4 +1,4 @@
-"""Normalisation, tokenisation and yes/no detection on literal answers."""
+"""Normalisation and tokenisation on literal answers (yes/no reading: tests/test_closed.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from medvl.eval.normalize import (
     normalize_answer,
     normalize_llava,
     tokenize,
-    yes_no,
-    yes_no_reference,
 )
 
 
@@ -51,60 +49,6 @@ def test_normalize_answer(text, expected):
 )
 def test_tokenize(text, expected):
     assert tokenize(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("Yes", "yes"),
-        ("yes, it is.", "yes"),
-        ("Yeah", "yes"),
-        ("True", "yes"),
-        ("present", "yes"),
-        ("No", "no"),
-        ("No.", "no"),
-        ("not", "no"),
-        ("It is not enlarged", "no"),
-        ("False", "no"),
-        ("absent", "no"),
-        ("Not present", "no"),
-        ("isn't", "no"),
-        ("normal", None),
-        ("A nodule", None),
-        ("Normal chest", None),
-        ("Yes and no", None),
-        ("Yes, there is no fracture", None),
-        ("", None),
-        ("是", "yes"),
-        ("是的", "yes"),
-        ("有", "yes"),
-        ("对", "yes"),
-        ("否", "no"),
-        ("无", "no"),
-        ("没有", "no"),
-        ("不是", "no"),
-        ("是否", None),
-        ("正常", None),
-    ],
-)
-def test_yes_no(text, expected):
-    assert yes_no(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("Yes", "yes"),
-        ("no.", "no"),
-        ("是", "yes"),
-        ("没有", "no"),
-        ("Not present", "no"),
-        ("Left", None),
-        ("No fracture", None),
-    ],
-)
-def test_yes_no_reference_needs_the_whole_answer(text, expected):
-    assert yes_no_reference(text) == expected
 
 
 def test_has_cjk():

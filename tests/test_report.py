@@ -138,13 +138,14 @@ def test_report_files_are_written(runs, tmp_path):
     report = build_report(runs, baseline="base", settings=BootstrapSettings(resamples=200))
     paths = write_report(report, tmp_path / "report")
     assert sorted(paths) == sorted(
-        ["report.md", "report.json", "estimates.csv", "tests.csv", "report.html"]
+        ["report.md", "report.json", "estimates.csv", "tests.csv", "benchmarks.csv", "report.html"]
     )
     assert (
         json.loads(paths["report.json"].read_text(encoding="utf-8"))["pairing"]["common_ids"] == N
     )
     md = paths["report.md"].read_text(encoding="utf-8")
-    assert "## Overall" in md and "| metric | n | base | tuned |" in md and "## By modality" in md
+    assert "## Overall" in md and "## By modality" in md
+    assert "| metric | n (clusters) | base · medvl | tuned · medvl |" in md
     estimates = list(
         csv.DictReader(io.StringIO(paths["estimates.csv"].read_text(encoding="utf-8")))
     )
@@ -205,3 +206,142 @@ def test_cli_report(runs, tmp_path, capsys):
     assert (out / "report.html").is_file()
     assert main(["report", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+
+
+def test_tests_are_holm_corrected_per_pair(runs):
+    from medvl.eval.compare import holm
+
+    report = build_report(runs, names=["base", "tuned"], settings=BootstrapSettings(resamples=300))
+    tests = report["tests"]
+    assert [t["p_holm"] for t in tests] == holm([t["p_value"] for t in tests])
+    assert all(
+        t["p_holm"] >= t["p_value"] and t["significant"] == (t["p_holm"] < 0.05) for t in tests
+    )
+    assert all(t["clusters"] == t["n"] and t["protocol"] == "medvl" for t in tests)  # no images
+    assert report["settings"]["multiple_testing"].startswith("Holm")
+    md = markdown(report)
+    assert "p Holm" in md and "| accuracy | tuned | medvl |" in md
+
+
+def scored_run(tmp_path, name, dataset, every, *, protocol=None, run_json=None):
+    """A run of ``every``-th-right predictions on a copy of the records labelled ``dataset``."""
+    recs = [Record.from_dict({**r.to_dict(), "dataset": dataset}) for r in records()]
+    data = tmp_path / f"{name}.data.jsonl"
+    write_records(data, recs)
+    pred = write_jsonl(tmp_path / f"{name}.pred.jsonl", predictions(every))
+    out = tmp_path / name
+    score_files(
+        data,
+        pred,
+        out,
+        table=TABLE,
+        extract=fake_extract,
+        bootstrap=BootstrapSettings(resamples=100),
+    )
+    if protocol:
+        metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        metrics["settings"]["protocol"] = {"name": protocol}
+        (out / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    if run_json:
+        (out / "run.json").write_text(json.dumps(run_json), encoding="utf-8")
+    return out
+
+
+def test_runs_on_different_benchmarks_give_a_model_by_benchmark_table(tmp_path):
+    model_a = {"bench": {"name": "vqa_rad"}, "model": {"model": "model-a"}}
+    dirs = [
+        scored_run(tmp_path, "a-rad", "ignored", 3, run_json=model_a),
+        scored_run(tmp_path, "a-slake", "slake", 2, run_json={"model": {"model": "model-a"}}),
+        scored_run(tmp_path, "b-rad", "vqa_rad", 1, run_json={"model": {"model": "model-b"}}),
+        scored_run(
+            tmp_path,
+            "b-slake",
+            "slake",
+            1,
+            protocol="lmms-eval",
+            run_json={"model": {"model": "model-b"}},
+        ),
+    ]
+    report = build_report(dirs, settings=BootstrapSettings(resamples=200))
+    assert report["mode"] == "benchmarks" and report["benchmarks"] == ["vqa_rad", "slake"]
+    table = report["table"]
+    assert table["models"] == ["model-a", "model-b"]
+    rad_a = table["cells"]["model-a"]["vqa_rad"]
+    assert rad_a["metric"] == "accuracy" and rad_a["protocol"] == "medvl" and rad_a["n"] == N
+    # a-rad right on every 3rd record: 14 of 40 (the open records i % 4 == 3 right when i % 3 == 0)
+    assert rad_a["mean"] == pytest.approx(14 / 40)
+    slake_a = table["cells"]["model-a"]["slake"]["mean"]
+    assert table["average"]["model-a"]["mean"] == pytest.approx((14 / 40 + slake_a) / 2)
+    assert table["average"]["model-b"] is None
+    assert any("model-b: no average" in n and "lmms-eval" in n for n in table["notes"])
+    # each benchmark's runs are paired against the run of the baseline's model
+    assert [c["baseline"] for c in report["comparisons"]] == ["a-rad", "a-slake"]
+    assert {t["run"] for t in report["tests"]} == {"b-rad", "b-slake"}
+    slake_tests = report["comparisons"][1]["tests"]
+    assert slake_tests[0]["protocol"] == "lmms-eval vs medvl"
+    assert any("different protocols" in w for w in report["warnings"])
+    paths = write_report(report, tmp_path / "report")
+    cells = list(csv.DictReader(io.StringIO(paths["benchmarks.csv"].read_text(encoding="utf-8"))))
+    assert {(c["model"], c["benchmark"], c["protocol"]) for c in cells} >= {
+        ("model-b", "slake", "lmms-eval"),
+        ("model-a", "average", "medvl"),
+    }
+    md = paths["report.md"].read_text(encoding="utf-8")
+    assert (
+        "## Models × benchmarks" in md
+        and "| model | vqa_rad (accuracy) | slake (accuracy) | average |" in md
+    )
+    assert " · lmms-eval, n=40 (40)" in md and "## slake: Overall" in md
+    assert "published on vqa_rad under medvl" in md  # medvl.eval.published's lines
+    html = paths["report.html"].read_text(encoding="utf-8")
+    assert html.count("<table>") == html.count("<h2>") and "slake: Overall (mean, 95% CI)" in html
+    estimates = list(
+        csv.DictReader(io.StringIO(paths["estimates.csv"].read_text(encoding="utf-8")))
+    )
+    assert {e["benchmark"] for e in estimates} == {"vqa_rad", "slake"}
+
+
+def test_single_records_are_flagged(tmp_path):
+    recs = records()[:3]
+    recs[0] = Record.from_dict({**recs[0].to_dict(), "meta": {"modality": "PET"}})
+    write_records(tmp_path / "d.jsonl", recs)
+    pred = write_jsonl(tmp_path / "p.jsonl", predictions(1)[:3])
+    score_files(
+        tmp_path / "d.jsonl",
+        pred,
+        tmp_path / "r",
+        table=TABLE,
+        extract=fake_extract,
+        breakdown_keys=["modality"],
+    )
+    md = markdown(build_report([tmp_path / "r"], settings=BootstrapSettings(resamples=50)))
+    assert "| PET | 1 (1) ⚠ n=1 |" in md
+
+
+def test_cli_report_across_benchmarks(tmp_path, capsys):
+    from medvl.cli.main import main
+
+    dirs = [scored_run(tmp_path, "x", "vqa_rad", 2), scored_run(tmp_path, "y", "slake", 1)]
+    assert main(["report", *map(str, dirs), "--out", str(tmp_path / "o"), "--resamples", "50"]) == 0
+    text = capsys.readouterr().out
+    assert "2 model(s) x 2 benchmarks" in text and "vqa_rad" in text and " · medvl" in text
+    assert (tmp_path / "o" / "benchmarks.csv").is_file()
+
+
+def test_row_labels_split_only_clashing_models():
+    from medvl.eval.benchmark_table import row_labels
+
+    infos = [
+        {"name": "r1", "model": "m", "benchmark": "a", "protocol": "medvl"},
+        {"name": "r2", "model": "m", "benchmark": "a", "protocol": "lmms-eval"},
+        {"name": "r3", "model": "m", "benchmark": "b", "protocol": "medvl"},
+        {"name": "r4", "model": "n", "benchmark": "a", "protocol": "medvl"},
+        {"name": "r5", "model": "n", "benchmark": "b", "protocol": "lmms-eval"},
+    ]
+    assert row_labels(infos) == {
+        "r1": "m [medvl]",
+        "r2": "m [lmms-eval]",
+        "r3": "m [medvl]",
+        "r4": "n",
+        "r5": "n",
+    }

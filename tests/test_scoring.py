@@ -284,6 +284,48 @@ def test_with_the_real_metric_table(files, tmp_path):
         assert all(isinstance(v, float) for v in row["metrics"].values())
 
 
+def test_closed_records_carry_the_answer_read_and_the_rule(tmp_path):
+    """With the real metric table, every closed row shows what closed_accuracy read and why,
+    and ``correct`` agrees with it (hand-checked: z1, z3, e2 right; z2, e1, e3 wrong)."""
+    data = tmp_path / "data.jsonl"
+    records = [
+        record("z1", "否", lang="zh"),
+        record("z2", "是", lang="zh"),
+        record("z3", "是", lang="zh"),
+        record("e1", "yes"),
+        record("e2", "CT"),
+        record("e3", "no"),
+        record("e4", "no"),
+    ]
+    write_records(data, records)
+    pred = write_jsonl(
+        tmp_path / "pred.jsonl",
+        [
+            {"id": "z1", "prediction": "答案是：否"},
+            {"id": "z2", "prediction": "这是什么结构"},
+            {"id": "z3", "prediction": "是的，可见结节。"},
+            {"id": "e1", "prediction": "Yes, there is no fracture."},
+            {"id": "e2", "prediction": "Computed tomography"},
+            {"id": "e3", "prediction": ""},
+        ],
+    )
+    result = score_files(data, pred, tmp_path / "run", bootstrap=BootstrapSettings(resamples=50))
+    rows = read_rows(result.scores_path)
+    seen = {i: (r["extracted"], r["rule"], r["correct"]) for i, r in rows.items()}
+    assert seen == {
+        "z1": ("no", "answer_phrase", 1.0),
+        "z2": (None, "none", 0.0),
+        "z3": ("yes", "leading_word", 1.0),
+        "e1": (None, "ambiguous", 0.0),
+        "e2": ("ct", "synonym", 1.0),
+        "e3": (None, "none", 0.0),
+        "e4": (None, None, 0.0),  # missing prediction: nothing read
+    }
+    assert rows["z1"]["metrics"]["closed_accuracy"] == 1.0
+    closed = result.metrics["breakdowns"]["kind"]["closed"]["accuracy"]
+    assert closed["n"] == 7 and closed["mean"] == pytest.approx(3 / 7)
+
+
 def test_cli_bad_predictions_file_is_one_line_exit_2(files, tmp_path, capsys):
     from medvl.cli.main import main
 

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from medvl.data.grouping import group_records
 from medvl.data.record import Record
-from medvl.data.split import image_groups, split_records, split_summary, stratum_value
+from medvl.data.split import split_records, split_summary, stratum_value
 from medvl.data.stats import count_words, dataset_stats, format_stats_table, plot_stats
 from medvl.errors import ConfigError
 
@@ -120,7 +121,7 @@ def test_output_keeps_input_order_within_splits():
 
 def test_without_grouping_an_image_may_be_split():
     records = corpus()
-    where = split_of(split_records(records, group_by_image=False))
+    where = split_of(split_records(records, group_by="none"))
     spread = {}
     for record in records:
         spread.setdefault(record.images[0] if record.images else "", set()).add(where[record.id])
@@ -132,17 +133,15 @@ def test_group_by_content_joins_copies_under_other_names(tmp_path):
     (tmp_path / "b.png").write_bytes(b"same bytes")
     (tmp_path / "c.png").write_bytes(b"other bytes")
     records = [make("a", ["a.png"]), make("b", ["b.png"]), make("c", ["c.png"])]
-    by_path = image_groups(records, base_dir=tmp_path)
-    by_content = image_groups(records, base_dir=tmp_path, image_key="content")
+    by_path = group_records(records, "path", base_dir=tmp_path).groups
+    by_content = group_records(records, "content", base_dir=tmp_path).groups
     assert sorted(map(sorted, by_path)) == [[0], [1], [2]]
     assert sorted(map(sorted, by_content)) == [[0, 1], [2]]
-    with pytest.raises(ConfigError, match="base_dir"):
-        image_groups(records, image_key="content")
 
 
 def test_path_keys_normalise_windows_separators():
     records = [make("a", ["images\\x.jpg"]), make("b", ["images/./x.jpg"])]
-    assert image_groups(records) == [[0, 1]]
+    assert group_records(records, "path").groups == [[0, 1]]
 
 
 def test_stratify_by_meta_and_fields():

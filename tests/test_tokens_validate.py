@@ -112,7 +112,9 @@ def test_validation_codes_and_clean_subset(tmp_path, tiny_model_dirs):
     write_dataset(tmp_path, rows)
     (tmp_path / "data.jsonl").open("a").write("{truncated\n")
     counter = TokenCounter.from_pretrained(tiny_model_dirs("qwen2_vl"))
-    result = validate_jsonl(tmp_path / "data.jsonl", counter=counter, max_length=200)
+    result = validate_jsonl(
+        tmp_path / "data.jsonl", counter=counter, max_length=200, root=tmp_path
+    )  # with --root, ../ escapes are refused (without it they are paths converters write)
     codes = {(p.record_id, p.code) for p in result.problems}
     assert codes == {
         ("missing", "missing"),

@@ -37,7 +37,10 @@ def register(subs) -> None:
     stats.add_argument("--out", type=Path, help="write the statistics as JSON here")
     stats.set_defaults(func=run_stats)
 
-    split = subs.add_parser("split", help="deterministic stratified split, grouped by image")
+    split = subs.add_parser(
+        "split",
+        help="deterministic stratified split; no image, patient or study in two splits",
+    )
     split.add_argument("file", type=Path, help="canonical .jsonl")
     split.add_argument("--out", type=Path, required=True, help="folder for <split>.jsonl files")
     split.add_argument(
@@ -52,9 +55,30 @@ def register(subs) -> None:
         help="record field or meta key to balance (default answer_type; 'none')",
     )
     split.add_argument(
+        "--group-by",
+        default="default",
+        help="comma-separated keys whose records stay in one split: content (file SHA-256), "
+        "phash (near-duplicate images, as 'data leakage' sees them), patient (meta patient_id/"
+        "PatientID/subject_id or DICOM PatientID), study (meta study_id/StudyInstanceUID or "
+        "DICOM StudyInstanceUID), path (file name only: misses copies), meta.KEY, or 'none'. "
+        "Default: content,phash,patient,study",
+    )
+    split.add_argument(
+        "--phash-distance",
+        type=int,
+        default=18,
+        help="256-bit pHash distance that counts as the same image (default 18, as 'leakage')",
+    )
+    split.add_argument(
+        "--allow-leaks",
+        action="store_true",
+        help="write the splits even if the leakage check finds an image in two splits",
+    )
+    split.add_argument("--report", type=Path, help="write grouping and leakage counts as JSON")
+    split.add_argument(
         "--no-group-by-image",
         action="store_true",
-        help="allow one image in several splits (not recommended)",
+        help="same as --group-by none --allow-leaks (not recommended)",
     )
     split.set_defaults(func=run_split)
 
@@ -146,22 +170,79 @@ def parse_fractions(text: str) -> dict[str, float]:
 
 def run_split(args: argparse.Namespace) -> int:
     from medvl.data.jsonl import read_records, write_records
-    from medvl.data.split import split_records, split_summary
+    from medvl.data.leakage import ImageHasher
+    from medvl.data.split import (
+        check_split_leakage,
+        raise_on_leaks,
+        split_dataset,
+        split_summary,
+    )
+    from medvl.fileio import atomic_write_json
 
     stratify = None if args.stratify_by.lower() == "none" else args.stratify_by
-    splits = split_records(
+    group_by = "none" if args.no_group_by_image else args.group_by
+    allow_leaks = args.allow_leaks or args.no_group_by_image
+    if not 0 <= args.phash_distance <= 256:
+        raise ConfigError(f"--phash-distance must be in 0..256 bits, got {args.phash_distance}")
+    hasher, base = ImageHasher(), args.file.parent
+    result = split_dataset(
         read_records(args.file),
         fractions=parse_fractions(args.fractions),
         seed=args.seed,
         stratify_by=stratify,
-        group_by_image=not args.no_group_by_image,
-        base_dir=args.file.parent,
+        group_by=group_by,
+        base_dir=base,
+        hasher=hasher,
+        phash_distance=args.phash_distance,
     )
-    for name, records in splits.items():
-        write_records(args.out / f"{name}.jsonl", _rebase(records, args.file.parent, args.out))
+    _print_grouping(result.grouping)
+    checks = check_split_leakage(
+        result.splits, base, hasher=hasher, phash_distance=args.phash_distance
+    )
+    _print_checks(checks)
+    if not allow_leaks:
+        raise_on_leaks(checks)  # before writing: a leaking split is never written by default
+    for name, records in result.splits.items():
+        write_records(args.out / f"{name}.jsonl", _rebase(records, base, args.out))
         print(f"  {name:<6} {len(records):>6} records -> {args.out / f'{name}.jsonl'}")
-    print(split_summary(splits, stratify))
+    summary = split_summary(result.splits, stratify)
+    print(summary)
+    if args.report:
+        summary["grouping"] = result.grouping.summary()
+        summary["leakage"] = [
+            {"train": c.train, "test": c.test, **c.report.to_dict()} for c in checks
+        ]
+        atomic_write_json(args.report, summary)
+        print(f"  report: {args.report}")
     return 0
+
+
+def _print_grouping(grouping) -> None:
+    """Which keys grouped the records, and how many groups each formed on its own."""
+    keys = ",".join(grouping.group_by) or "none (every record alone)"
+    n = sum(map(len, grouping.groups))
+    largest = grouping.largest()
+    share = f" ({largest / n:.0%} of {n} records)" if n else ""
+    print(f"grouped by {keys}: {len(grouping.groups)} groups, largest {largest}{share}")
+    for key, count in grouping.keys.items():
+        print(f"  {key:<10} {count.records:>6} records carry it -> {count.groups} groups")
+    if grouping.unreadable:
+        print(
+            f"  {len(grouping.unreadable)} images unreadable, grouped by path: "
+            f"{', '.join(grouping.unreadable[:3])}"
+        )
+
+
+def _print_checks(checks) -> None:
+    """The leakage check of every pair of splits: image leaks (must be 0) and QA duplicates."""
+    print("leakage check of the new splits (image leaks must be 0):")
+    for check in checks:
+        counts = check.report.counts
+        print(
+            f"  {check.test} vs {check.train}: {len(check.image_leaks)} image leaks "
+            f"(exact {counts['exact_image']}, near {counts['near_image']}), "
+            f"{counts['qa_duplicate']} duplicate question-answer pairs"
+        )
 
 
 def _rebase(records, src_dir: Path, out_dir: Path):

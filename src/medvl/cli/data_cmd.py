@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from medvl.cli import data_analysis_cmd
+from medvl.errors import MedvlError
 
 
 def register(groups) -> None:
@@ -27,8 +28,12 @@ def _register_convert(subs) -> None:
     convert.add_argument(
         "--image-root", type=Path, help="where images are (default: input's folder)"
     )
-    convert.add_argument("--lang", help="keep only this language (e.g. en, zh)")
-    convert.add_argument("--split", help="keep (multi-split inputs) or set this split")
+    convert.add_argument("--lang", help="keep only records in this language (e.g. en, zh)")
+    convert.add_argument(
+        "--split",
+        help="keep only records of this split, as the source records it (its file name, e.g. "
+        "testset.json, or its own field); never relabels",
+    )
     convert.add_argument(
         "--option",
         action="append",
@@ -69,7 +74,8 @@ def _register_validate(subs) -> None:
     validate.add_argument(
         "--root",
         type=Path,
-        help="dataset root images must stay inside (default: the file's folder)",
+        help="dataset root images must stay inside (default: none; paths are read as written, "
+        "relative to the file's folder, '../' included)",
     )
     validate.add_argument("--workers", type=int, help="processes for image checks")
     validate.add_argument("--out-clean", type=Path, help="write the valid records here")
@@ -111,6 +117,9 @@ def run_convert(args: argparse.Namespace) -> int:
         print(f"  skipped {line}")
     if len(lines) > 50:
         print(f"  ... and {len(lines) - 50} more")
+    failure = report.failure()
+    if failure:  # nothing written, or the input was cut short: exit 2 with the reason
+        raise MedvlError(failure)
     return 0
 
 

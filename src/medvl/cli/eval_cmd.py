@@ -18,6 +18,7 @@ from medvl.cli.infer_cmd import (
     _load_options,
     _settings,
 )
+from medvl.cli.judge_cmd import add_judge_args, judge_run_folder
 
 #: Groups printed per breakdown key in the run summary (the rest are in metrics.json).
 SHOWN_GROUPS = 12
@@ -44,31 +45,88 @@ def register(groups) -> None:
     score.add_argument("--out", type=Path, required=True, help="run folder to write")
     score.add_argument("--metrics", help="comma-separated metric names, or 'all' (default set)")
     score.add_argument("--breakdown", help="comma-separated meta keys, e.g. modality,organ")
-    score.add_argument("--bench", help="add a benchmark's breakdown keys (see 'eval benches')")
+    score.add_argument(
+        "--bench",
+        help="the benchmark the data is (see 'eval benches'): adds its breakdown keys, picks "
+        "the protocol's rules for it and names it in metrics.json",
+    )
+    _add_protocol_arg(score)
     score.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_judge_args(score)
     score.set_defaults(func=run_score)
 
-    benches = subs.add_parser("benches", help="list benchmarks, their formats and breakdowns")
+    benches = subs.add_parser(
+        "benches",
+        help="list benchmarks, their formats and breakdowns; --published: published scores",
+    )
+    benches.add_argument(
+        "--published",
+        action="store_true",
+        help="list published scores per benchmark, model and scoring protocol, with sources",
+    )
+    benches.add_argument("--bench", help="with --published: only this benchmark")
+    benches.add_argument("--protocol", help="with --published: only this scoring protocol")
     benches.set_defaults(func=run_benches)
+
+    protocols = subs.add_parser(
+        "protocols", help="list the scoring protocols (--protocol), what each follows and covers"
+    )
+    protocols.set_defaults(func=run_protocols)
 
     _register_run(subs)
     _register_perplexity(subs)
 
     report = groups.add_parser(
         "report",
-        help="multi-model comparison report (HTML + tables)",
-        description="Compare run folders written by 'medvl eval score'.",
+        help="multi-model comparison report (HTML + tables), model x benchmark table",
+        description="Compare run folders written by 'medvl eval score' or 'medvl eval run'. "
+        "Runs on one benchmark are tested against the baseline (paired cluster bootstrap, "
+        "McNemar, Holm across metrics); runs on several benchmarks also give a model x "
+        "benchmark table with each cell's CI and protocol.",
     )
     report.add_argument(
         "runs", nargs="+", type=Path, help="run folders (scores.jsonl + metrics.json)"
     )
     report.add_argument("--out", type=Path, required=True, help="folder for the report files")
-    report.add_argument("--baseline", help="run name or folder to test against (default: first)")
+    report.add_argument(
+        "--baseline",
+        help="run name or folder to test against (default: first; per benchmark, the run of "
+        "the same model)",
+    )
     report.add_argument("--names", help="comma-separated display names, one per run")
     report.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples")
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.add_argument(
+        "--cluster-by",
+        choices=("patient/image", "record"),
+        default="patient/image",
+        help="resampling unit of the paired tests: the rows' clusters (patient, else image, "
+        "else record) or every record alone",
+    )
     report.set_defaults(func=run_report)
+
+
+def _add_protocol_arg(parser) -> None:
+    parser.add_argument(
+        "--protocol",
+        default="medvl",
+        help="whose rules judge the answers: medvl (default, strict), lmms-eval, vlmevalkit, "
+        "medevalkit, llava-med, medvlm-r1 (see 'medvl eval protocols')",
+    )
+
+
+def run_protocols(args: argparse.Namespace) -> int:
+    from medvl.eval.protocols import list_protocols
+
+    del args
+    for protocol in list_protocols():
+        print(f"{protocol.name:<11} {protocol.title}")
+        print(f"{'':<11} follows: {protocol.follows}")
+        print(f"{'':<11} covers:  {', '.join(protocol.benchmarks)}")
+        print(f"{'':<11} notes:   {protocol.notes}")
+    print("use one: medvl eval score|run ... --protocol NAME (metrics.json records it)")
+    return 0
 
 
 def _register_run(subs) -> None:
@@ -103,9 +161,11 @@ def _register_run(subs) -> None:
     run.add_argument("--reconvert", action="store_true", help="convert --data even if cached")
     run.add_argument("--overwrite", action="store_true", help="predict even if cached")
     run.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    _add_protocol_arg(run)
     _add_model_args(run, required=False)
     _add_remote_args(run)
     _add_generation_args(run)
+    add_judge_args(run)
     run.set_defaults(func=run_bench, max_new_tokens=None)
 
 
@@ -147,11 +207,14 @@ def run_score(args: argparse.Namespace) -> int:
         metrics=_names(args.metrics) or None,
         breakdown_keys=keys,
         bootstrap=BootstrapSettings(resamples=args.resamples, seed=args.seed),
+        protocol=args.protocol,
+        benchmark=get_benchmark(args.bench).name if args.bench else None,
     )
     print(f"scored {result.metrics['counts']['records']} records of {args.data} with {args.pred}")
     _print_metrics(result.metrics)
     print(f"  scores:  {result.scores_path}")
     print(f"  metrics: {result.metrics_path}")
+    judge_run_folder(args, args.out, args.data)
     return 0
 
 
@@ -160,6 +223,9 @@ def _print_metrics(body: dict[str, Any]) -> None:
     from medvl.eval.report import fmt_estimate
 
     counts = body["counts"]
+    protocol = body.get("settings", {}).get("protocol") or {}
+    if protocol.get("name", "medvl") != "medvl":
+        print(f"  protocol: {protocol['name']} ({protocol.get('follows', '')})")
     for metric, est in body["summary"].items():
         print(f"  {metric:<18} {fmt_estimate(est)}  n={est['n']}")
     for metric, cell in body["corpus"].items():
@@ -168,6 +234,11 @@ def _print_metrics(body: dict[str, Any]) -> None:
     unparsed = body["unparsed"]
     if unparsed["n"]:
         print(f"  unparsed MCQ       {unparsed['count']} of {unparsed['n']}")
+    if counts.get("not_scored"):
+        print(
+            f"  not scored         {counts['not_scored']} of {counts['records']} records: the "
+            "protocol's rules leave them out of accuracy (rule per record in scores.jsonl)"
+        )
     problems = ", ".join(f"{k} {counts[k]}" for k in ("missing", "empty", "duplicate", "unknown"))
     print(f"  predictions        {problems}")
     if counts["duplicate"]:
@@ -177,6 +248,8 @@ def _print_metrics(body: dict[str, Any]) -> None:
 def run_benches(args: argparse.Namespace) -> int:
     from medvl.eval.benchmarks import BENCHMARKS
 
+    if args.published or args.bench or args.protocol:
+        return _print_published(args.bench, args.protocol)
     print(f"{'benchmark':<14} {'reads':<32} {'kinds':<19} {'prompt':<13} max tokens")
     for bench in BENCHMARKS.values():
         print(
@@ -189,6 +262,44 @@ def run_benches(args: argparse.Namespace) -> int:
         print(f"{'':<14} reports:   {bench.official}")
     print("run one: medvl eval run --bench NAME --data PATH --model MODEL [--out DIR]")
     print("or score predictions you have: medvl eval score --bench NAME --data D --pred P --out O")
+    return 0
+
+
+def _print_published(bench: str | None, protocol: str | None) -> int:
+    """Published scores grouped by benchmark, then each source once with how it scored."""
+    import textwrap
+
+    from medvl.eval.published import published_for, read_published
+
+    table = read_published()
+    scores = published_for(bench, protocol, table=table)
+    if not scores:
+        where = " ".join(f"{k} {v}" for k, v in (("on", bench), ("under", protocol)) if v)
+        print(f"no published scores {where} (all: medvl eval benches --published)")
+        return 0
+    sources = list(dict.fromkeys(s.source for s in scores))
+    print("published scores, in percent as published; a result compares only with numbers")
+    print("under its own protocol (medvl eval run prints them next to its result)")
+    for name, info in table.benchmarks.items():
+        rows = [s for s in scores if s.benchmark == name]
+        if not rows:
+            continue
+        medvl = f"medvl benchmark {name}" if info.medvl_benchmark else "no medvl reader"
+        print(f"{name}: {info.title} ({medvl})")
+        print(f"  {'model':<22} {'protocol':<17} {'metric':<9} {'split':<6} {'value':>6}  source")
+        for s in rows:
+            print(
+                f"  {s.model:<22} {s.protocol:<17} {s.metric:<9} {s.split or '-':<6} "
+                f"{s.percent:>6}  [{sources.index(s.source) + 1}]"
+            )
+            if s.notes:
+                print(f"  {'':<22} note: {s.notes}")
+    print("sources:")
+    for number, source in enumerate(sources, 1):
+        print(f"  [{number}] {source}")
+        notes = next(s.source_notes for s in scores if s.source == source)
+        for line in textwrap.wrap(notes, width=94):
+            print(f"      {line}")
     return 0
 
 
@@ -232,6 +343,7 @@ def run_bench(args: argparse.Namespace) -> int:
         reconvert=args.reconvert,
         overwrite=args.overwrite,
         bootstrap=BootstrapSettings(resamples=args.resamples),
+        protocol=args.protocol,
     )
     bars: list[Any] = []  # made on the first call: a fully cached run shows no bar
 
@@ -248,6 +360,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
     _print_run(result.run, result.metrics)
+    judge_run_folder(args, result.out, Path(result.run["data"]["scored_path"]))
     return 0
 
 
@@ -278,7 +391,16 @@ def _print_run(run: dict[str, Any], body: dict[str, Any]) -> None:
         )
     _print_metrics(body)
     _print_breakdowns(body)
+    _print_published_beside(run["bench"]["name"], body)
     print(f"  run: {run['outputs']['run.json']}")
+
+
+def _print_published_beside(bench: str, body: dict[str, Any]) -> None:
+    """Published numbers on the run's benchmark: its own protocol first, the rest apart."""
+    from medvl.eval.published import published_lines, run_protocol
+
+    for line in published_lines(bench, run_protocol(body.get("settings"))):
+        print(f"  {line}")
 
 
 def _print_breakdowns(body: dict[str, Any]) -> None:
@@ -377,35 +499,82 @@ def _print_perplexity(body: dict[str, Any], data: Path, path: Path) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from medvl.eval.breakdown import BootstrapSettings
-    from medvl.eval.report import build_report, fmt_estimate, fmt_p, write_report
+    from medvl.eval.report import build_report, write_report
 
     report = build_report(
         args.runs,
         names=_names(args.names) or None,
         baseline=args.baseline,
-        settings=BootstrapSettings(resamples=args.resamples, seed=args.seed),
+        settings=BootstrapSettings(
+            resamples=args.resamples, seed=args.seed, cluster_by=args.cluster_by
+        ),
     )
     paths = write_report(report, args.out)
-    runs = [r["name"] for r in report["runs"]]
-    print(
-        f"compared {len(runs)} runs on {report['pairing']['common_ids']} common ids "
-        f"(baseline {report['baseline']})"
-    )
-    headline = report["headline"]
-    if headline:
-        for name in runs:
-            print(f"  {name:<20} {headline} {fmt_estimate(report['overall'][headline].get(name))}")
-    for test in report["tests"]:
-        if test["metric"] == headline:
-            mc = test["mcnemar"]
-            extra = f", McNemar p={fmt_p(mc['p_value'])}" if mc else ""
-            interval = f"[{test['ci_low']:+.3f}, {test['ci_high']:+.3f}]"
-            print(
-                f"  {test['run']} - {test['baseline']}: {test['delta']:+.3f} {interval}, "
-                f"p={fmt_p(test['p_value'])}{extra}"
-            )
+    if report["mode"] == "benchmarks":
+        _print_benchmark_table(report)
+    for comparison in report["comparisons"] or [report]:
+        _print_comparison(comparison, report["mode"] == "benchmarks")
     for warning in report["warnings"]:
         print(f"  warning: {warning}")
     for name, path in paths.items():
         print(f"  {name}: {path}")
     return 0
+
+
+def _print_benchmark_table(report: dict[str, Any]) -> None:
+    """The model x benchmark table: headline mean [CI] · protocol per cell, and the average."""
+    from medvl.eval.report import fmt_estimate
+
+    table = report["table"]
+    print(
+        f"{len(table['models'])} model(s) x {len(table['benchmarks'])} benchmarks "
+        "(headline mean [95% CI] · protocol):"
+    )
+    for model in table["models"]:
+        print(f"  {model}")
+        for bench in table["benchmarks"]:
+            cell = table["cells"][model].get(bench)
+            if cell:
+                n = f"n={cell.get('n')} ({cell.get('clusters')} clusters)"
+                print(
+                    f"    {bench:<16} {cell['metric']} {fmt_estimate(cell)} · "
+                    f"{cell['protocol']}  {n}"
+                )
+        avg = table["average"][model]
+        if avg:
+            print(f"    {'average':<16} {avg['metric']} {avg['mean']:.3f} · {avg['protocol']}")
+    for note in table["notes"]:
+        print(f"  note: {note}")
+    for lines in table["published"]["lines"].values():
+        for line in lines:
+            print(f"  {line}")
+
+
+def _print_comparison(comparison: dict[str, Any], named: bool) -> None:
+    """Per run the headline estimate; per test of the headline its delta, raw and Holm p."""
+    from medvl.eval.report import fmt_estimate, fmt_p
+
+    runs = comparison["run_names"]
+    where = f"{comparison['benchmark']}: " if named else ""
+    if len(runs) > 1:
+        print(
+            f"{where}compared {len(runs)} runs on {comparison['pairing']['common_ids']} common "
+            f"ids (baseline {comparison['baseline']})"
+        )
+    headline = comparison["headline"]
+    if headline and (len(runs) > 1 or not named):
+        for name in runs:
+            est = comparison["overall"][headline].get(name)
+            protocol = comparison["protocols"][name]
+            print(f"  {name:<20} {headline} {fmt_estimate(est)} · {protocol}")
+    for test in comparison["tests"]:
+        if test["metric"] == headline:
+            mc = test["mcnemar"]
+            extra = f", McNemar p={fmt_p(mc['p_value'])}" if mc else ""
+            interval = f"[{test['ci_low']:+.3f}, {test['ci_high']:+.3f}]"
+            mark = " (significant)" if test["significant"] else ""
+            print(
+                f"  {test['run']} - {test['baseline']}: {test['delta']:+.3f} {interval}, "
+                f"p={fmt_p(test['p_value'])}, Holm p={fmt_p(test['p_holm'])}{mark}{extra}, "
+                f"{test['clusters']} clusters"
+            )

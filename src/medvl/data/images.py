@@ -244,8 +244,10 @@ def record_image_paths(
 ) -> Iterator[tuple[int, Path, ImageCheck | None]]:
     """Each image's path (joined to ``base``; kept inside ``root`` when given).
 
-    With ``allow_absolute``, absolute paths are taken as the user wrote them and only relative
-    paths must stay inside ``root`` (converters write absolute paths to images kept elsewhere).
+    With ``allow_absolute`` (``medvl data validate`` without ``--root``), paths are taken as
+    written: absolute, or relative to ``base`` with ``../`` included, because converters write
+    images kept outside the output's folder that way (see
+    :func:`medvl.data.formats.base.output_path`); only Windows drive paths are refused here.
     """
     if root is None:
         for index, path in enumerate(record.image_paths(base)):
@@ -255,8 +257,8 @@ def record_image_paths(
     for index, raw in enumerate(record.images):
         text = raw.replace("\\", "/")
         absolute = text.startswith("/") or bool(_WINDOWS_ABSOLUTE_RE.match(text))
-        if allow_absolute and text.startswith("/"):
-            yield index, Path(text), None
+        if allow_absolute and not _WINDOWS_ABSOLUTE_RE.match(text):
+            yield index, Path(text) if text.startswith("/") else base / text, None
             continue
         if base_inside and not absolute and ".." not in text.split("/"):
             yield index, base / text, None  # inside the root by construction (the common case)

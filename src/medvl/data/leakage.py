@@ -8,15 +8,15 @@ filtered before a number is reported.
 Three kinds of leak, each reported per test record with the closest train record:
 
 * ``exact_image``: a test image has the same SHA-256 of its file bytes as a train image.
-* ``near_image``: a test image is a perceptual near-duplicate of a train image (:func:`phashes`):
-  their 64-bit DCT pHashes differ in at most ``candidate_distance`` bits (default 12; a fast bulk
-  pre-filter) and their 256-bit DCT pHashes in at most ``phash_distance`` bits (default 18; the
-  decision). Measured on 80 phantoms (every modality and organ, 112-224 px) and the real VQA-RAD
-  and PathVQA samples: copies resized to half, 0.8x or double size or re-encoded as JPEG at
-  quality 70 stay within 10 of 256 bits (within 4 of 64; harsher JPEG q=50 at half size: 16);
-  different phantoms lie 26 or more of 256 bits apart, distinct real images 92 or more.
-  ``tests/test_leakage.py`` re-checks this. The 64-bit hash alone cannot decide: two phantoms of
-  different organs can share it exactly.
+* ``near_image``: a test image is a perceptual near-duplicate of a train image
+  (:func:`medvl.data.phash.phashes`): their 64-bit DCT pHashes differ in at most
+  ``candidate_distance`` bits (default 12; a fast bulk pre-filter) and their 256-bit DCT pHashes
+  in at most ``phash_distance`` bits (default 18; the decision). Measured on 80 phantoms (every
+  modality and organ, 112-224 px) and the real VQA-RAD and PathVQA samples: copies resized to
+  half, 0.8x or double size or re-encoded as JPEG at quality 70 stay within 10 of 256 bits
+  (within 4 of 64; harsher JPEG q=50 at half size: 16); different phantoms lie 26 or more of 256
+  bits apart, distinct real images 92 or more. ``tests/test_leakage.py`` re-checks this. The
+  64-bit hash alone cannot decide: two phantoms of different organs can share it exactly.
 * ``qa_duplicate``: the same normalised question and answer on the same image group (every test
   image matches a train image exactly or nearly, or neither record has images).
 
@@ -36,18 +36,40 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
+from medvl.data.phash import (
+    CANDIDATE_DISTANCE,
+    PHASH_DISTANCE,
+    hamming,
+    match_hashes,
+    near_pairs,
+    phashes,
+)
 from medvl.data.record import Record
 
 logger = logging.getLogger(__name__)
 
-PHASH_DISTANCE = 18  # of 256 bits: copies measured <= 10 (16 if harsher), different images >= 26
-CANDIDATE_DISTANCE = 12  # of 64 bits: copies measured <= 4; only a fast pre-filter
+__all__ = [
+    "CANDIDATE_DISTANCE",
+    "LEAK_KINDS",
+    "PHASH_DISTANCE",
+    "ImageHash",
+    "ImageHasher",
+    "LeakPair",
+    "LeakageReport",
+    "file_sha256",
+    "filter_test",
+    "find_leakage",
+    "hamming",
+    "match_hashes",
+    "near_pairs",
+    "normalize_qa",
+    "phashes",
+]
+
 LEAK_KINDS = ("exact_image", "near_image", "qa_duplicate")
-_HASH_SIDE = 64  # images are shrunk to 64x64 before the DCT
-_CHUNK = 256  # test hashes compared per vectorised step (256 x 20k uint64 = 40 MB)
+_WARN_FILES = 5  # unreadable files logged as warnings; the rest at debug level
 
 
 def file_sha256(path: str | Path) -> str:
@@ -57,101 +79,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _dct_matrix(n: int) -> np.ndarray:
-    k = np.arange(n)[:, None]
-    i = np.arange(n)[None, :]
-    return np.cos(np.pi * (2 * i + 1) * k / (2 * n))
-
-
-_DCT = _dct_matrix(_HASH_SIDE)
-
-
-def _gray(image: Image.Image) -> Image.Image:
-    """8-bit grayscale; 16-bit and float images are min-max scaled first so contrast is kept."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0
-        return Image.fromarray(scaled.astype(np.uint8))
-    return image.convert("L")
-
-
-def _bits(coefficients: np.ndarray) -> int:
-    """One bit per coefficient: above the median of them all or not, packed row-major."""
-    flat = coefficients.ravel()
-    return int.from_bytes(np.packbits(flat > np.median(flat)).tobytes(), "big")
-
-
-def phashes(image: Image.Image | str | Path) -> tuple[int, int]:
-    """The 64-bit and 256-bit DCT perceptual hashes of an image (the imagehash ``phash`` recipe).
-
-    The image is made grayscale, shrunk to 64x64 with Lanczos and transformed with a 2-D DCT-II;
-    each of the 8x8 (16x16) lowest-frequency coefficients gives one bit: above their median or not.
-    Resizing and JPEG re-encoding barely move these coefficients, so copies keep almost the same
-    bits. The 64-bit hash is cheap to compare in bulk; the 256-bit one sees enough detail (a lesion,
-    an organ's outline) to tell similar-looking scans apart.
-    """
-    if not isinstance(image, Image.Image):
-        with Image.open(image) as opened:
-            opened.draft("L", (2 * _HASH_SIDE, 2 * _HASH_SIDE))  # JPEG: decode at reduced scale
-            return phashes(opened.copy())
-    small = _gray(image).resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS)
-    dct = _DCT @ np.asarray(small, dtype=np.float64) @ _DCT.T
-    return _bits(dct[:8, :8]), _bits(dct[:16, :16])
-
-
-def hamming(a: int, b: int) -> int:
-    """Number of differing bits between two hashes."""
-    return (a ^ b).bit_count()
-
-
-def _popcount(values: np.ndarray) -> np.ndarray:
-    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-        return np.bitwise_count(values)
-    as_bytes = values.view(np.uint8).reshape(*values.shape, 8)
-    return np.unpackbits(as_bytes, axis=-1).sum(axis=-1)
-
-
-def _words(hashes: Sequence[int], n_words: int) -> np.ndarray:
-    """Hashes as an (n, n_words) uint64 array, most significant word first."""
-    raw = b"".join(h.to_bytes(8 * n_words, "big") for h in hashes)
-    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hashes), n_words)
-
-
-def match_hashes(
-    queries: Sequence[tuple[int, int]],
-    pool: Sequence[tuple[int, int]],
-    *,
-    phash_distance: int = PHASH_DISTANCE,
-    candidate_distance: int = CANDIDATE_DISTANCE,
-) -> list[tuple[int, int, int]]:
-    """(query index, pool index, 256-bit distance) of the closest near-duplicate of each query.
-
-    ``queries`` and ``pool`` hold (64-bit, 256-bit) pHash pairs. Vectorised in chunks of queries:
-    64-bit XOR-and-popcount against the whole pool picks candidates within ``candidate_distance``,
-    whose 256-bit distances are computed in one go and kept when within ``phash_distance``. Ties
-    go to the lower pool index. Queries with no near-duplicate are left out.
-    """
-    if not queries or not pool:
-        return []
-    pool64, pool256 = _words([h for h, _ in pool], 1)[:, 0], _words([h for _, h in pool], 4)
-    query64, query256 = _words([h for h, _ in queries], 1)[:, 0], _words([h for _, h in queries], 4)
-    found: list[tuple[int, int, int]] = []
-    for start in range(0, len(queries), _CHUNK):
-        coarse = _popcount(query64[start : start + _CHUNK, None] ^ pool64[None, :])
-        rows, cols = np.nonzero(coarse <= candidate_distance)
-        rows += start
-        fine = _popcount(query256[rows] ^ pool256[cols]).sum(axis=1)
-        keep = fine <= phash_distance
-        rows, cols, fine = rows[keep], cols[keep], fine[keep]
-        order = np.lexsort((cols, fine, rows))  # by query, then distance, then pool index
-        rows, cols, fine = rows[order], cols[order], fine[order]
-        first = np.ones(len(rows), dtype=bool)
-        first[1:] = rows[1:] != rows[:-1]
-        found += zip(rows[first].tolist(), cols[first].tolist(), fine[first].tolist(), strict=True)
-    return found
 
 
 @dataclass(frozen=True)
@@ -172,29 +99,37 @@ class ImageHash:
 
 @dataclass
 class ImageHasher:
-    """Hashes each image path once; ``missing`` lists paths that could not be read."""
+    """Hashes each image path once; ``missing`` lists paths that could not be read.
+
+    The first few unreadable or undecodable files are logged as warnings, the rest at debug
+    level: a folder of missing images should not bury the report under one line per file.
+    """
 
     cache: dict[Path, ImageHash | None] = field(default_factory=dict)
     missing: set[Path] = field(default_factory=set)
+    undecodable: set[Path] = field(default_factory=set)
 
     def __call__(self, path: Path) -> ImageHash | None:
         if path not in self.cache:
             self.cache[path] = self._hash(path)
         return self.cache[path]
 
+    def _log(self, message: str, *args: object) -> None:
+        shown = len(self.missing) + len(self.undecodable)
+        logger.log(logging.WARNING if shown <= _WARN_FILES else logging.DEBUG, message, *args)
+
     def _hash(self, path: Path) -> ImageHash | None:
         try:
             sha = file_sha256(path)
         except OSError as exc:
-            logger.warning(
-                "cannot read image %s (%s); it is skipped in the leakage check", path, exc
-            )
             self.missing.add(path)
+            self._log("cannot read image %s (%s); it is skipped in the leakage check", path, exc)
             return None
         try:
             return ImageHash(sha, *phashes(path))
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            logger.warning("cannot decode %s (%s); only its exact hash is compared", path, exc)
+            self.undecodable.add(path)
+            self._log("cannot decode %s (%s); only its exact hash is compared", path, exc)
             return ImageHash(sha)
 
 

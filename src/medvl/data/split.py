@@ -1,10 +1,12 @@
-"""Deterministic, stratified, image-grouped train/val/test splits.
+"""Deterministic, stratified train/val/test splits in which no image or patient crosses splits.
 
-Why: VQA datasets ask many questions about one image, so a random split by record puts the same
-image in train and test and inflates test scores. Records sharing an image (the same path, or with
-``image_key="content"`` the same file bytes) therefore form one group, and groups are assigned
+Why: VQA datasets ask many questions about one image, and exports often save that image once per
+question under another name, so a split by record or by path puts the same image in train and
+test and inflates test scores. Records are therefore grouped (:mod:`medvl.data.grouping`: by
+image content, perceptual near-duplicate, patient and study by default) and groups are assigned
 whole. Stratifying by a field (answer type by default) keeps the closed/open mix of every split
-close to the whole set's.
+close to the whole set's. :func:`check_split_leakage` then runs the leakage check on the result,
+every pair of splits, so the claim "no image in two splits" is verified, not assumed.
 
 How: groups are ordered by a SHA-256 of (seed, smallest record id in the group), so the outcome
 depends on the seed and the records, never on input order or on the run. Each group then goes to
@@ -18,21 +20,33 @@ import dataclasses
 import hashlib
 import logging
 import math
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medvl.data.leakage import file_sha256
+from medvl.data.grouping import DEFAULT_GROUP_BY, Grouping, group_records
+from medvl.data.leakage import (
+    CANDIDATE_DISTANCE,
+    PHASH_DISTANCE,
+    ImageHasher,
+    LeakageReport,
+    find_leakage,
+)
 from medvl.data.record import RECORD_FIELDS, Record
-from medvl.errors import ConfigError
+from medvl.errors import ConfigError, MedvlError, RecordError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_FRACTIONS: Mapping[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
-IMAGE_KEYS = ("path", "content")
+IMAGE_LEAK_KINDS = ("exact_image", "near_image")
 _GLOBAL_WEIGHT = 0.5  # weight of the all-records balance next to the per-stratum balance
+
+
+class SplitLeakError(MedvlError):
+    """The leakage check found an image shared by two splits of a split just made."""
+
+    exit_code = 1
 
 
 def _check_fractions(fractions: Mapping[str, float] | None) -> dict[str, float]:
@@ -59,64 +73,6 @@ def stratum_value(record: Record, key: str | None) -> str:
     else:
         value = record.meta.get(key)
     return "unknown" if value is None else str(value)
-
-
-class _ImageKeys:
-    """The identity of an image for grouping: its normalised path or its content hash."""
-
-    def __init__(self, base_dir: str | Path | None, image_key: str):
-        if image_key not in IMAGE_KEYS:
-            raise ConfigError(
-                f"image_key: must be one of {', '.join(IMAGE_KEYS)}, got {image_key!r}"
-            )
-        if image_key == "content" and base_dir is None:
-            raise ConfigError("image_key='content' needs base_dir, the folder images are under")
-        self.base_dir, self.image_key = base_dir, image_key
-        self.cache: dict[str, str] = {}
-
-    def __call__(self, image: str) -> str:
-        if image not in self.cache:
-            self.cache[image] = self._key(image)
-        return self.cache[image]
-
-    def _key(self, image: str) -> str:
-        path = Path(image.replace("\\", "/"))
-        if self.base_dir is not None and not path.is_absolute():
-            path = Path(self.base_dir) / path
-        key = "path:" + os.path.normpath(path)
-        if self.image_key == "content":
-            try:
-                return "sha256:" + file_sha256(path)
-            except OSError as exc:
-                logger.warning("cannot read %s (%s); grouping it by path instead", path, exc)
-        return key
-
-
-def image_groups(
-    records: Sequence[Record],
-    *,
-    base_dir: str | Path | None = None,
-    image_key: str = "path",
-) -> list[list[int]]:
-    """Indices of records that share an image, directly or through other records (union-find)."""
-    parent = list(range(len(records)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    keys = _ImageKeys(base_dir, image_key)
-    owner: dict[str, int] = {}
-    for i, record in enumerate(records):
-        for image in record.images:
-            first = owner.setdefault(keys(image), i)
-            parent[find(i)] = find(first)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(records)):
-        groups.setdefault(find(i), []).append(i)
-    return list(groups.values())
 
 
 def _majority(values: list[str]) -> str:
@@ -153,40 +109,56 @@ def _assign(
     return chosen
 
 
-def split_records(
+@dataclasses.dataclass
+class SplitResult:
+    """The splits (name -> records, ``split`` set) and the grouping they were made from."""
+
+    splits: dict[str, list[Record]]
+    grouping: Grouping
+
+
+def split_dataset(
     records: Sequence[Record],
     *,
     fractions: Mapping[str, float] | None = None,
     seed: int = 0,
     stratify_by: str | None = "answer_type",
-    group_by_image: bool = True,
+    group_by: str | Sequence[str] | None = DEFAULT_GROUP_BY,
     base_dir: str | Path | None = None,
-    image_key: str = "path",
-) -> dict[str, list[Record]]:
-    """Split ``records`` into named parts (default train 0.8 / val 0.1 / test 0.1).
+    hasher: ImageHasher | None = None,
+    phash_distance: int = PHASH_DISTANCE,
+    candidate_distance: int = CANDIDATE_DISTANCE,
+) -> SplitResult:
+    """Split ``records`` into named parts (default train 0.8 / val 0.1 / test 0.1), grouped.
 
-    ``stratify_by`` names a record field (answer_type, question_type, dataset, lang...), a meta
-    key (``meta.modality`` or just ``modality``) or None. With ``group_by_image`` every record
-    sharing an image lands in the same split; images are compared by path (resolved against
-    ``base_dir`` when given) or, with ``image_key="content"``, by SHA-256 of the file. Returns
-    copies with ``split`` set, in input order within each split; every name in ``fractions`` is a
-    key, possibly with an empty list. The same records and seed always give the same split.
+    ``group_by`` lists the grouping keys (:func:`medvl.data.grouping.group_records`; default
+    content, phash, patient, study; ``()`` or ``"none"``: every record alone). Image paths resolve
+    against ``base_dir``. ``stratify_by`` names a record field (answer_type, question_type,
+    dataset, lang...), a meta key (``meta.modality`` or just ``modality``) or None. Returns copies
+    with ``split`` set, in input order within each split; every name in ``fractions`` is a key,
+    possibly with an empty list. The same records and seed always give the same split.
     """
     fractions = _check_fractions(fractions)
     records = list(records)
     duplicates = [i for i, n in Counter(r.id for r in records).items() if n > 1]
     if duplicates:
-        raise ValueError(f"record ids must be unique to split deterministically: {duplicates[:5]}")
-    if group_by_image:
-        groups = image_groups(records, base_dir=base_dir, image_key=image_key)
-    else:
-        groups = [[i] for i in range(len(records))]
+        raise RecordError(
+            f"record ids must be unique to split deterministically; repeated: {duplicates[:5]}"
+        )
+    grouping = group_records(
+        records,
+        group_by,
+        base_dir=base_dir,
+        hasher=hasher,
+        phash_distance=phash_distance,
+        candidate_distance=candidate_distance,
+    )
 
     def order(members: list[int]) -> str:
         smallest = min(records[i].id for i in members)
         return hashlib.sha256(f"{seed}\x1f{smallest}".encode()).hexdigest()
 
-    groups.sort(key=order)
+    groups = sorted(grouping.groups, key=order)
     strata = [_majority([stratum_value(records[i], stratify_by) for i in g]) for g in groups]
     chosen = _assign(groups, strata, fractions)
     split_of = {i: chosen[g] for g, members in enumerate(groups) for i in members}
@@ -194,7 +166,74 @@ def split_records(
     for i, record in enumerate(records):
         out[split_of[i]].append(dataclasses.replace(record, split=split_of[i]))
     logger.info("split %d records: %s", len(records), {k: len(v) for k, v in out.items()})
-    return out
+    return SplitResult(out, grouping)
+
+
+def split_records(records: Sequence[Record], **options: Any) -> dict[str, list[Record]]:
+    """The splits of :func:`split_dataset` (same keyword options), without the grouping."""
+    return split_dataset(records, **options).splits
+
+
+@dataclasses.dataclass
+class SplitCheck:
+    """The leakage check of one pair of splits: ``test`` records whose image is in ``train``."""
+
+    train: str
+    test: str
+    report: LeakageReport
+
+    @property
+    def image_leaks(self) -> list[tuple[str, str]]:
+        """(test record id, train record id) of every exact or near image leak."""
+        return [(p.test_id, p.train_id) for p in self.report.pairs if p.kind in IMAGE_LEAK_KINDS]
+
+
+def check_split_leakage(
+    splits: Mapping[str, Sequence[Record]],
+    base_dir: str | Path,
+    *,
+    hasher: ImageHasher | None = None,
+    phash_distance: int = PHASH_DISTANCE,
+    candidate_distance: int = CANDIDATE_DISTANCE,
+) -> list[SplitCheck]:
+    """Run :func:`medvl.data.leakage.find_leakage` on every pair of non-empty splits.
+
+    Pairs follow the order of ``splits``: (train, val), (train, test), (val, test). Pass the
+    hasher used for grouping so no image is read twice.
+    """
+    hasher = hasher if hasher is not None else ImageHasher()
+    names = [name for name, part in splits.items() if part]
+    return [
+        SplitCheck(
+            first,
+            second,
+            find_leakage(
+                splits[first],
+                base_dir,
+                splits[second],
+                base_dir,
+                phash_distance=phash_distance,
+                candidate_distance=candidate_distance,
+                hasher=hasher,
+            ),
+        )
+        for i, first in enumerate(names)
+        for second in names[i + 1 :]
+    ]
+
+
+def raise_on_leaks(checks: Sequence[SplitCheck], limit: int = 10) -> None:
+    """Raise :class:`SplitLeakError` naming the leaked records if any check found an image leak."""
+    leaks = [(c, test, train) for c in checks for test, train in c.image_leaks]
+    if not leaks:
+        return
+    named = "; ".join(f"{c.test} {t} ~ {c.train} {r}" for c, t, r in leaks[:limit])
+    more = f" and {len(leaks) - limit} more" if len(leaks) > limit else ""
+    raise SplitLeakError(
+        f"{len(leaks)} image leaks between splits (split record ~ split record): {named}{more}. "
+        "Group by image content (--group-by content,phash, the default) or pass --allow-leaks "
+        "to write them anyway"
+    )
 
 
 def split_summary(

@@ -1,9 +1,10 @@
 """Validate a canonical JSONL file before any GPU time is spent.
 
-Checks, per record: schema and unique ids, role order, an empty answer, every image (inside the
-dataset root, present, decodable, big enough) and, with a model's processor, the exact token
-length with image tokens against ``max_length`` -- so no record can later be cut through its
-image tokens. Valid records are kept; every problem gets a stable code and a one-line reason.
+Checks, per record: schema and unique ids, role order, an empty answer, every image (present,
+decodable, big enough; inside the dataset root when one is given, while without one paths are
+read as written, ``../`` and absolute ones included) and, with a model's processor, the exact
+token length with image tokens against ``max_length`` -- so no record can later be cut through
+its image tokens. Valid records are kept; every problem gets a stable code and a one-line reason.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def validate_jsonl(
 ) -> ValidationResult:
     """Validate every record of ``path``; see the module docstring for the checks."""
     path = Path(path)
-    allow_absolute = root is None  # without an explicit root, only relative paths are confined
+    allow_absolute = root is None  # without an explicit root, paths are read as written
     root = Path(root) if root is not None else path.parent
     checked = check_jsonl(path)
     result = ValidationResult(path=path, n_records=len(checked.records) + len(checked.problems))

@@ -12,13 +12,14 @@ Formats the data layer has no reader for are read here (MedXpertQA-MM, :func:`re
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 
-from medvl.data.formats import convert, input_folder
+from medvl.data.formats import FormatSpec, convert
 from medvl.data.formats.base import (
     Candidate,
     ConvertReport,
@@ -33,9 +34,8 @@ from medvl.data.formats.base import (
 )
 from medvl.data.formats.chat import image_list
 from medvl.data.formats.sources import object_rows, require_file
-from medvl.data.jsonl import write_records
 from medvl.data.record import Record
-from medvl.errors import ConfigError, MedvlError, UnknownNameError
+from medvl.errors import ConfigError, UnknownNameError
 from medvl.eval.prompts import TEMPLATES
 
 CANONICAL = "canonical"
@@ -82,12 +82,29 @@ class DataReader:
             return False
         return not self.split or normalise_split(record.split) == normalise_split(self.split)
 
+    def mismatch(self, records: Sequence[Record]) -> str:
+        """What ``records`` hold instead of this reader's language/split: ``all 2 records are
+        lang=zh``, or ``1 records are split=train, 3 records are lang=zh``."""
+        found: Counter = Counter()
+        for record in records:
+            if self.lang and record.lang != self.lang:
+                found[f"lang={record.lang}"] += 1
+            elif self.split and normalise_split(record.split) != normalise_split(self.split):
+                found[f"split={record.split}"] += 1
+        if len(found) == 1 and sum(found.values()) == len(records):
+            return f"all {len(records)} records are {next(iter(found))}"
+        return ", ".join(f"{n} records are {value}" for value, n in sorted(found.items()))
+
     def convert(self, input: Path, out: Path, image_root: Path | None = None) -> ConvertReport:
-        """Read ``input`` and write canonical JSONL to ``out`` (images decoded next to it)."""
-        if self.format in LOCAL_READERS:
-            return _convert_local(self, input, out, image_root)
+        """Read ``input`` and write canonical JSONL to ``out`` (images decoded next to it).
+
+        The reader's ``lang`` and ``split`` filter the records by what the source says; they
+        never relabel them (see :mod:`medvl.data.formats`)."""
+        local = LOCAL_READERS.get(self.format)
+        options = tuple(k for k, _ in self.options)
+        fmt = FormatSpec(self.format, self.expects, local, options) if local else self.format
         return convert(
-            self.format,
+            fmt,
             input,
             out,
             image_root=image_root,
@@ -177,48 +194,6 @@ def _medxpertqa_record(ctx: ReadContext, row: dict, record_id: str, split: str) 
 LOCAL_READERS = MappingProxyType({"medxpertqa": read_medxpertqa})
 
 
-def _convert_local(
-    reader: DataReader, input: Path, out: Path, image_root: Path | None
-) -> ConvertReport:
-    """:func:`medvl.data.formats.convert` for a reader of :data:`LOCAL_READERS`."""
-    if not input.exists():
-        raise MedvlError(f"{input}: no such file or folder")
-    ctx = ReadContext(
-        input=input,
-        out_dir=out.parent,
-        image_root=Path(image_root) if image_root else input_folder(input),
-        image_out_dir=out.parent / "images",
-        lang=reader.lang,
-        split=reader.split,
-        options=dict(reader.options),
-    )
-    report = ConvertReport(format=reader.format, input=input, out=out)
-
-    def records() -> Iterator[Record]:
-        seen: set[str] = set()
-        for item in LOCAL_READERS[reader.format](ctx):
-            report.read += 1
-            if isinstance(item, Skipped):
-                report.skip(item.key, item.reason)
-                continue
-            try:
-                record = item.build()
-            except (ValueError, KeyError, TypeError) as exc:
-                report.skip(item.key, str(exc))
-                continue
-            if record.id in seen:
-                report.skip(item.key, "duplicate id")
-                continue
-            if not reader.wants(record):
-                report.filtered += 1
-                continue
-            seen.add(record.id)
-            yield record
-
-    report.written = write_records(out, records())
-    return report
-
-
 _SLAKE = "the SLAKE 1.0 folder (train/validation/test.json + imgs/)"
 _HUATUO = "a HuatuoGPT-Vision / MedVLM-R1 JSON with its images/ folder"
 _BENCHMARKS = (
@@ -248,7 +223,9 @@ _BENCHMARKS = (
         DataReader(
             "vqa_rad",
             split="test",
-            expects="'VQA_RAD Dataset Public.json' (+ 'VQA_RAD Image Folder') or its export",
+            expects="the data_RAD folder (trainset.json, testset.json, images/) or its "
+            "testset.json, 'VQA_RAD Dataset Public.json' (+ 'VQA_RAD Image Folder'), or the "
+            "export folder (test.json + images/)",
         ),
         "closed + open",
         metrics=VQA_METRICS,
@@ -259,7 +236,11 @@ _BENCHMARKS = (
     Benchmark(
         "pathvqa",
         "PathVQA test: pathology VQA, yes/no questions closed",
-        DataReader("pathvqa", split="test", expects="a PathVQA test.json/.jsonl/.csv export"),
+        DataReader(
+            "pathvqa",
+            split="test",
+            expects="the PathVQA export folder (test.json + images/) or its test.json/.jsonl/.csv",
+        ),
         "closed + open",
         metrics=VQA_METRICS,
         max_new_tokens=64,
@@ -268,7 +249,11 @@ _BENCHMARKS = (
     Benchmark(
         "pmc_vqa",
         "PMC-VQA test: 4-option MCQ on PubMed Central figures",
-        DataReader("pmc_vqa", expects="PMC-VQA test_2.csv (or test_clean.csv) with images/"),
+        DataReader(
+            "pmc_vqa",
+            split="test",
+            expects="the PMC-VQA folder (test_2.csv is read) or a test CSV, with images/",
+        ),
         "mcq",
         metrics=MCQ_METRICS,
         official="MCQ accuracy (2k test set, HuatuoGPT-Vision)",

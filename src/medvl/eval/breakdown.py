@@ -1,18 +1,28 @@
-"""Means per metric, overall and per group, each with a percentile-bootstrap confidence interval.
+"""Means per metric, overall and per group, each with a cluster-bootstrap confidence interval.
 
 The input is the rows of a ``scores.jsonl`` (one dict per data record, see
 :mod:`medvl.eval.scoring`): ``correct`` (0/1 or null), ``metrics`` (name -> value), the record's
-``kind``, ``answer_type``, ``question_type``, ``lang``, ``dataset`` and the requested ``meta``
-keys. :func:`metrics_json` assembles a run's ``metrics.json`` from them; the breakdown keys each
-benchmark reports are in :data:`medvl.eval.benchmarks.BENCHMARKS`.
+``kind``, ``answer_type``, ``question_type``, ``lang``, ``dataset``, ``cluster`` and the
+requested ``meta`` keys. :func:`metrics_json` assembles a run's ``metrics.json`` from them; the
+breakdown keys each benchmark reports are in :data:`medvl.eval.benchmarks.BENCHMARKS`.
 
 Method: a metric's estimate over a group is the plain mean of its per-record values over every
 record of the group where the metric applies (missing and empty predictions included, scored 0),
-so wrong answers never leave the denominator. The 95% interval is the percentile bootstrap: draw
-``resamples`` samples of the group's values with replacement (numpy, ``default_rng(seed)``),
-take each sample's mean, and report the 2.5th and 97.5th percentiles of those means. The seed is
-fixed, so the same scores always give the same intervals. Corpus-level metrics (BLEU over the
-corpus, CIDEr-D) have no interval: they are not means of per-record values.
+so wrong answers never leave the denominator.
+
+The 95% interval is a percentile **cluster bootstrap**. SLAKE and VQA-RAD ask several questions
+per image, so questions are not independent draws; the unit that is resampled is the cluster
+(patient when known, else image, else the record itself: :mod:`medvl.eval.clusters`). Each of
+``resamples`` resamples draws as many clusters as there are, with replacement (numpy,
+``default_rng(seed)``), and its estimate is the **ratio estimator**
+``sum(values in the drawn clusters) / count(records in the drawn clusters)``: the same quantity
+as the point estimate (a mean over questions, which is what benchmarks publish), with the
+variance of the cluster sampling. The mean of cluster means would change the quantity (each image
+weighing the same) and is not used. The 2.5th and 97.5th percentiles of the resample estimates
+are the interval. With every record its own cluster this is exactly the record bootstrap, draw
+for draw. The seed is fixed, so the same scores always give the same intervals. Each estimate
+reports ``n`` (records) and ``clusters``. Corpus-level metrics (BLEU over the corpus, CIDEr-D)
+have no interval: they are not means of per-record values.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from medvl.errors import ConfigError
+from medvl.eval.clusters import CLUSTER_ORDER, cluster_ids, row_clusters
 
 #: The headline metric: 0/1 correctness per record (MCQ letter, closed answer, open exact match).
 ACCURACY = "accuracy"
@@ -32,6 +43,8 @@ RECORD_KEYS = ("kind", "answer_type", "question_type", "lang", "dataset")
 DEFAULT_KEYS = ("kind", "answer_type", "question_type", "lang")
 NO_VALUE = "(none)"
 _CELLS_PER_CHUNK = 4_000_000  # bounds memory of the index matrix (32 MB of int64)
+#: ``cluster_by`` values: the rows' clusters (patient, else image, else record), or records.
+CLUSTER_BY = ("patient/image", "record")
 
 
 @dataclass(frozen=True)
@@ -41,22 +54,42 @@ class BootstrapSettings:
     resamples: int = 1000
     seed: int = 0
     confidence: float = 0.95
+    cluster_by: str = CLUSTER_BY[0]
 
     def __post_init__(self) -> None:
         if self.resamples < 1:
             raise ConfigError(f"bootstrap resamples must be >= 1, got {self.resamples}")
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"confidence must be between 0 and 1, got {self.confidence}")
+        if self.cluster_by not in CLUSTER_BY:
+            raise ConfigError(
+                f"cluster_by must be one of {', '.join(CLUSTER_BY)}, got {self.cluster_by!r}"
+            )
+
+    @property
+    def clustered(self) -> bool:
+        return self.cluster_by != "record"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "percentile bootstrap of the mean", **asdict(self)}
+        method = "percentile cluster bootstrap of the mean (ratio estimator)"
+        order = CLUSTER_ORDER if self.clustered else "every record its own cluster"
+        return {"method": method, **asdict(self), "cluster_order": order}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BootstrapSettings:
+        """Back from :meth:`to_dict` (older files without ``cluster_by`` resample records)."""
+        return cls(
+            data["resamples"], data["seed"], data["confidence"], data.get("cluster_by", "record")
+        )
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean over ``n`` records with its bootstrap interval; ``None`` fields when ``n == 0``."""
+    """A mean over ``n`` records in ``clusters`` clusters with its bootstrap interval; ``None``
+    fields when ``n == 0``."""
 
     n: int
+    clusters: int
     mean: float | None
     ci_low: float | None
     ci_high: float | None
@@ -65,16 +98,33 @@ class Estimate:
         return asdict(self)
 
 
-def bootstrap_means(values: np.ndarray, settings: BootstrapSettings) -> np.ndarray:
-    """The means of ``settings.resamples`` resamples (with replacement) of ``values``.
+def bootstrap_means(
+    values: np.ndarray, settings: BootstrapSettings, clusters: Sequence[Any] | None = None
+) -> np.ndarray:
+    """The estimates of ``settings.resamples`` cluster resamples of ``values``.
 
     ``values`` is ``(n,)`` or ``(n, m)`` (m metrics over the same records, resampled together:
-    the result is ``(resamples,)`` or ``(resamples, m)``). The draws depend only on the seed and
-    n, so a column gets the same interval alone or beside others. Vectorised in chunks of
-    (rows, n) index matrices that keep memory bounded for large n.
+    the result is ``(resamples,)`` or ``(resamples, m)``). ``clusters`` labels each record (None:
+    every record its own cluster); each resample's estimate is the ratio estimator of the module
+    docstring. The draws depend only on the seed and the number of clusters, so a column gets the
+    same interval alone or beside others.
     """
     n = len(values)
-    columns = values.reshape(n, -1)
+    columns = values.reshape(n, -1).astype(float)
+    ids = cluster_ids(clusters) if clusters is not None else np.arange(n)
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} cluster labels for {n} values")
+    k = int(ids.max()) + 1 if n else 0
+    means = (
+        _record_means(columns, settings) if k == n else _cluster_means(columns, ids, k, settings)
+    )
+    return means.reshape(settings.resamples, *values.shape[1:])
+
+
+def _record_means(columns: np.ndarray, settings: BootstrapSettings) -> np.ndarray:
+    """Every record its own cluster: mean of n records drawn with replacement, in chunks of
+    (rows, n) index matrices that keep memory bounded for large n."""
+    n = len(columns)
     rng = np.random.default_rng(settings.seed)
     rows_per_chunk = max(1, _CELLS_PER_CHUNK // max(n, 1))
     means = np.empty((settings.resamples, columns.shape[1]), dtype=float)
@@ -83,7 +133,27 @@ def bootstrap_means(values: np.ndarray, settings: BootstrapSettings) -> np.ndarr
         index = rng.integers(0, n, size=(stop - start, n))
         for j in range(columns.shape[1]):
             means[start:stop, j] = columns[:, j][index].mean(axis=1)
-    return means.reshape(settings.resamples, *values.shape[1:])
+    return means
+
+
+def _cluster_means(
+    columns: np.ndarray, ids: np.ndarray, k: int, settings: BootstrapSettings
+) -> np.ndarray:
+    """Draw k of the k clusters with replacement (the same index draws as :func:`_record_means`
+    with n = k); how often each cluster was drawn (``np.bincount`` per resample) weighs the
+    clusters' value sums and sizes: ``estimate = counts @ sums / counts @ sizes``."""
+    sums = np.stack([np.bincount(ids, weights=c, minlength=k) for c in columns.T], axis=1)
+    sizes = np.bincount(ids, minlength=k).astype(float)
+    rng = np.random.default_rng(settings.seed)
+    rows_per_chunk = max(1, _CELLS_PER_CHUNK // k)
+    means = np.empty((settings.resamples, columns.shape[1]), dtype=float)
+    for start in range(0, settings.resamples, rows_per_chunk):
+        stop = min(settings.resamples, start + rows_per_chunk)
+        index = rng.integers(0, k, size=(stop - start, k))
+        offsets = (index + k * np.arange(stop - start)[:, None]).ravel()
+        counts = np.bincount(offsets, minlength=(stop - start) * k).reshape(stop - start, k)
+        means[start:stop] = (counts @ sums) / (counts @ sizes)[:, None]
+    return means
 
 
 def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -93,27 +163,36 @@ def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, 
     return float(low), float(high)
 
 
-def estimate(values: Sequence[float], settings: BootstrapSettings | None = None) -> Estimate:
-    """Mean of ``values`` with its percentile-bootstrap interval."""
-    return estimate_columns(np.asarray(values, dtype=float).reshape(-1, 1), settings)[0]
+def estimate(
+    values: Sequence[float],
+    settings: BootstrapSettings | None = None,
+    clusters: Sequence[Any] | None = None,
+) -> Estimate:
+    """Mean of ``values`` with its (cluster) percentile-bootstrap interval."""
+    matrix = np.asarray(values, dtype=float).reshape(-1, 1)
+    return estimate_columns(matrix, settings, clusters)[0]
 
 
 def estimate_columns(
-    matrix: np.ndarray, settings: BootstrapSettings | None = None
+    matrix: np.ndarray,
+    settings: BootstrapSettings | None = None,
+    clusters: Sequence[Any] | None = None,
 ) -> list[Estimate]:
-    """:func:`estimate` of each column of an ``(n, m)`` matrix, with one shared set of draws."""
+    """:func:`estimate` of each column of an ``(n, m)`` matrix, with one shared set of draws;
+    ``clusters`` labels the rows (None: each row its own cluster)."""
     settings = settings or BootstrapSettings()
     n, m = matrix.shape
     if n == 0:
-        return [Estimate(0, None, None, None)] * m
+        return [Estimate(0, 0, None, None, None)] * m
+    k = len(set(clusters)) if clusters is not None else n
     means = [matrix[:, j].mean() for j in range(m)]  # per column: same sum as estimate()
-    varying = [j for j in range(m) if n > 1 and np.any(matrix[:, j] != matrix[0, j])]
+    varying = [j for j in range(m) if k > 1 and np.any(matrix[:, j] != matrix[0, j])]
     intervals = {j: (float(means[j]), float(means[j])) for j in range(m)}
     if varying:
-        samples = bootstrap_means(matrix[:, varying], settings)
-        for k, j in enumerate(varying):
-            intervals[j] = percentile_interval(samples[:, k], settings.confidence)
-    return [Estimate(n, float(means[j]), *intervals[j]) for j in range(m)]
+        samples = bootstrap_means(matrix[:, varying], settings, clusters)
+        for i, j in enumerate(varying):
+            intervals[j] = percentile_interval(samples[:, i], settings.confidence)
+    return [Estimate(n, k, float(means[j]), *intervals[j]) for j in range(m)]
 
 
 def row_value(row: Mapping[str, Any], metric: str) -> float | None:
@@ -149,8 +228,10 @@ def summarize(
 ) -> dict[str, dict[str, Any]]:
     """``{metric: estimate}`` over the rows where each metric applies.
 
-    Metrics defined on the same rows (all open metrics, say) are resampled together.
+    Metrics defined on the same rows (all open metrics, say) are resampled together; the rows'
+    ``cluster`` labels are the resampling units unless ``settings.cluster_by`` is ``record``.
     """
+    labels = row_clusters(rows) if settings.clustered else list(range(len(rows)))
     columns = {m: [row_value(row, m) for row in rows] for m in metrics}
     by_rows: dict[tuple[int, ...], list[str]] = {}
     for metric, column in columns.items():
@@ -159,7 +240,8 @@ def summarize(
     summary = {}
     for present, names in by_rows.items():
         matrix = np.array([[columns[m][i] for m in names] for i in present], dtype=float)
-        found = estimate_columns(matrix.reshape(len(present), len(names)), settings)
+        matrix = matrix.reshape(len(present), len(names))
+        found = estimate_columns(matrix, settings, [labels[i] for i in present])
         summary.update({name: est.to_dict() for name, est in zip(names, found, strict=True)})
     return {metric: summary[metric] for metric in metrics}
 
@@ -218,8 +300,7 @@ def metrics_json(
     ``duplicate_ids``); ``settings["breakdown"]`` and ``settings["bootstrap"]`` drive the
     aggregates.
     """
-    boot = settings["bootstrap"]
-    boot = BootstrapSettings(boot["resamples"], boot["seed"], boot["confidence"])
+    boot = BootstrapSettings.from_dict(settings["bootstrap"])
     ids = {s: [r["id"] for r in rows if r["status"] == s] for s in ("missing", "empty", "error")}
     known = {r["id"] for r in rows}
     unknown = [i for i in predictions.texts if i not in known]

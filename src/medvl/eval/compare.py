@@ -2,8 +2,11 @@
 
 Both tests pair records by id, so each record is compared with itself:
 
-- **Paired bootstrap** (any per-record metric): resample the common records with replacement
-  (``default_rng(seed)``) and recompute ``delta = mean(run) - mean(baseline)`` on each resample.
+- **Paired bootstrap** (any per-record metric): resample the clusters of the common records
+  (images or patients, :mod:`medvl.eval.clusters`; a pair is one record, scored by both runs)
+  with replacement (``default_rng(seed)``) and recompute
+  ``delta = sum(run - baseline) / count`` over the records of the drawn clusters on each
+  resample (the ratio estimator of :mod:`medvl.eval.breakdown`).
   The interval is the percentile interval of those deltas; the two-sided p-value is the share of
   resampled deltas at least as far from the observed delta as the observed delta is from 0
   (the deltas re-centred on the null of no difference), ``(1 + count) / (1 + resamples)``.
@@ -13,6 +16,12 @@ Both tests pair records by id, so each record is compared with itself:
   binomial test, ``p = min(1, 2 * P(X <= min(b, c)))`` with ``X ~ Binomial(b + c, 1/2)``;
   otherwise the chi-square statistic with continuity correction,
   ``(max(|b - c| - 1, 0))^2 / (b + c)``, 1 degree of freedom. ``b + c == 0`` gives p = 1.
+  McNemar treats records as independent, so with several questions per image it is optimistic;
+  the report marks significance on the cluster bootstrap.
+- **Holm** (:func:`holm`): the step-down correction of several p-values for the family-wise
+  error rate. With p sorted ascending, ``p_holm(i) = max over j <= i of min(1, (m - j + 1) p(j))``
+  (1-based ``i``, ``m`` tests); valid under any dependence between the tests, which metrics
+  scored on the same answers have.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ class PairedBootstrapResult:
     """Mean difference ``run - baseline`` over ``n`` paired records, its interval and p-value."""
 
     n: int
+    clusters: int
     mean_baseline: float | None
     mean_run: float | None
     delta: float | None
@@ -97,24 +107,32 @@ def is_binary(values: Sequence[float]) -> bool:
 
 
 def paired_bootstrap(
-    baseline: Sequence[float], run: Sequence[float], settings: BootstrapSettings | None = None
+    baseline: Sequence[float],
+    run: Sequence[float],
+    settings: BootstrapSettings | None = None,
+    clusters: Sequence[Any] | None = None,
 ) -> PairedBootstrapResult:
-    """Paired bootstrap of the mean difference ``run - baseline`` (see the module docstring)."""
+    """Paired (cluster) bootstrap of the mean difference ``run - baseline`` (see the module
+    docstring); ``clusters`` labels each pair (None: every pair its own cluster)."""
     settings = settings or BootstrapSettings()
     base, other = _paired_arrays(baseline, run)
     n = len(base)
     if n == 0:
         return PairedBootstrapResult(
-            0, None, None, None, None, None, None, settings.resamples, settings.seed
+            0, 0, None, None, None, None, None, None, settings.resamples, settings.seed
         )
+    if clusters is not None and len(clusters) != n:
+        raise ValueError(f"{len(clusters)} cluster labels for {n} pairs")
     diffs = other - base
     delta = float(diffs.mean())
-    deltas = bootstrap_means(diffs, settings)
+    k = len(set(clusters)) if clusters is not None else n
+    deltas = bootstrap_means(diffs, settings, clusters)
     low, high = percentile_interval(deltas, settings.confidence)
     extreme = int(np.sum(np.abs(deltas - delta) >= abs(delta) - 1e-12))
     p_value = (1 + extreme) / (1 + settings.resamples)
     return PairedBootstrapResult(
         n,
+        k,
         float(base.mean()),
         float(other.mean()),
         delta,
@@ -124,6 +142,18 @@ def paired_bootstrap(
         settings.resamples,
         settings.seed,
     )
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-adjusted p-values, in the input order (None stays None and is not counted)."""
+    present = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    m = len(present)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def _paired_arrays(

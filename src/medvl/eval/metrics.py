@@ -162,8 +162,9 @@ METRICS: dict[str, MetricSpec] = {
             "closed_accuracy",
             closed_accuracy,
             "closed",
-            "yes/no references: yes_no(prediction) must match (both yes and no = wrong; "
-            "'normal' is not 'no'); other closed answers: normalised exact match",
+            "yes/no read by words (answer phrase/tag, single or leading word, negation; "
+            "这是/是否/对比 are no answer; yes and no together = wrong); other closed answers: "
+            "exact match after normalising and a small synonym table (CT = computed tomography)",
         ),
         _spec("exact_match", exact_match, "open", "normalised prediction == reference"),
         _spec(

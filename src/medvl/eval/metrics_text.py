@@ -11,28 +11,24 @@ from __future__ import annotations
 import difflib
 from collections import Counter
 
-from medvl.eval.normalize import (
-    answer_tokens,
-    has_cjk,
-    normalize_answer,
-    normalize_llava,
-    yes_no,
-    yes_no_reference,
-)
+from medvl.eval.closed import closed_reference, extract_closed
+from medvl.eval.normalize import answer_tokens, has_cjk, normalize_answer, normalize_llava
 
 
 def closed_accuracy(prediction: str, reference: str, *, lang: str = "en") -> float:
-    """1.0 when a closed answer is right.
+    """1.0 when the answer :func:`~medvl.eval.closed.extract_closed` reads equals the reference's.
 
     For a yes/no reference (the whole answer is a yes/no word: "Yes", "no.", "是", "没有") the
-    prediction's :func:`~medvl.eval.normalize.yes_no` must equal it; a prediction holding both a
-    yes and a no signal is wrong, and "normal"/"nodule" are not "no" (LLaVA-Med issue #12). Other
-    closed references ("CT", "left") need a normalised exact match.
+    prediction's yes/no is read by words, not substrings: answer phrases ("答案是：否") and tags
+    first, then a single or leading word, negation scopes; a question word is no answer (这是 is
+    not 是, 对比 is not 对), "normal"/"nodule" are not "no" (LLaVA-Med issue #12), and a yes and a
+    no together are wrong. Other closed references ("CT", "left") need a normalised exact match
+    after :data:`~medvl.eval.closed.CLOSED_SYNONYMS` ("X-Ray" = "x ray", "MRI" = "核磁共振").
+    ``scores.jsonl`` shows the answer read and the rule for every closed record.
     """
-    gold = yes_no_reference(reference)
-    if gold is not None:
-        return float(yes_no(prediction) == gold)
-    return exact_match(prediction, reference, lang=lang)
+    del lang  # the rules are picked per character (English and Chinese alike)
+    gold = closed_reference(reference)
+    return float(gold is not None and extract_closed(prediction, reference).answer == gold)
 
 
 def exact_match(prediction: str, reference: str, *, lang: str = "en") -> float:

@@ -11,6 +11,8 @@ Two normalisers live here:
 
 Rules are chosen per character, not per ``lang``: Latin words are words, each CJK character is a
 token. That keeps mixed answers ("CT平扫") sensible whatever the record's ``lang`` says.
+
+Yes/no reading of closed answers lives in :mod:`medvl.eval.closed` (by words, not substrings).
 """
 
 from __future__ import annotations
@@ -33,14 +35,6 @@ _NUMBER_NAMES = (
     "nineteen", "twenty",
 )  # fmt: skip
 NUMBER_WORDS = {word: str(i) for i, word in enumerate(_NUMBER_NAMES)}
-
-#: English yes/no words (whole tokens). "normal" and "nodule" are not "no".
-YES_WORDS = frozenset({"yes", "yeah", "yep", "true", "present"})
-NO_WORDS = frozenset({"no", "not", "false", "absent", "nope"})
-#: Chinese yes/no markers, matched as substrings; negative ones are removed first so that the
-#: 有 of 没有 and the 是 of 不是 do not count as "yes".
-ZH_NO = ("没有", "不是", "不对", "不存在", "未见", "否", "无", "没")
-ZH_YES = ("存在", "是", "有", "对")
 
 
 def has_cjk(text: str) -> bool:
@@ -76,59 +70,6 @@ def normalize_answer(text: str | None, lang: str = "en") -> str:
 def answer_tokens(text: str | None, lang: str = "en") -> list[str]:
     """Tokens of the normalised answer: words for Latin text, characters for CJK."""
     return tokenize(normalize_answer(text, lang))
-
-
-def yes_no(text: str | None) -> str | None:
-    """``"yes"``, ``"no"``, or None when neither or both signals appear.
-
-    English signals are whole words after :func:`normalize_answer` ("not present"/"not true" is
-    one "no" signal); Chinese signals are substrings, negative markers first. A text with both a
-    yes and a no signal ("yes ... no ...") is None: ambiguous answers are never counted correct.
-    """
-    norm = normalize_answer(text)
-    signals = _english_signals(norm.split()) | _chinese_signals(norm)
-    return next(iter(signals)) if len(signals) == 1 else None
-
-
-def _english_signals(words: list[str]) -> set[str]:
-    found: set[str] = set()
-    skip = False
-    for i, word in enumerate(words):
-        if skip:
-            skip = False
-            continue
-        if word == "not" and i + 1 < len(words) and words[i + 1] in YES_WORDS:
-            found.add("no")
-            skip = True
-        elif word in YES_WORDS:
-            found.add("yes")
-        elif word in NO_WORDS:
-            found.add("no")
-    return found
-
-
-def _chinese_signals(text: str) -> set[str]:
-    if not has_cjk(text):
-        return set()
-    found: set[str] = set()
-    for marker in ZH_NO:
-        if marker in text:
-            found.add("no")
-            text = text.replace(marker, " ")
-    if any(marker in text for marker in ZH_YES):
-        found.add("yes")
-    return found
-
-
-def yes_no_reference(text: str | None) -> str | None:
-    """The yes/no class of a *reference* answer: only when the whole normalised answer is one
-    yes/no word or marker ("Yes.", "no", "是", "没有", "absent"); else None."""
-    norm = normalize_answer(text)
-    if norm in YES_WORDS or norm in ZH_YES:
-        return "yes"
-    if norm in NO_WORDS or norm in ZH_NO or norm in {"not present", "not true"}:
-        return "no"
-    return None
 
 
 # --- LLaVA-Med's normalize_word, reproduced for open_recall_llava -------------------------------

@@ -1,19 +1,27 @@
 """Compare several scored runs: tables, paired significance tests, and the report files.
 
-Each run is a folder written by ``medvl eval score`` (``scores.jsonl`` + ``metrics.json``).
-Records are paired by id over the ids common to all runs; every non-baseline run is tested
-against the baseline per metric with a paired bootstrap, plus McNemar's test for 0/1 metrics
-(see :mod:`medvl.eval.compare`). The per-run means and intervals come from each run's own
-``metrics.json`` (all of its records); the tests use only the common ids, and say how many.
+Each run is a folder written by ``medvl eval score`` (``scores.jsonl`` + ``metrics.json``, and
+``run.json`` when ``medvl eval run`` wrote it). Runs are grouped by benchmark
+(:func:`medvl.eval.benchmark_table.run_identity`). Within a benchmark, records are paired by id
+over the ids common to its runs; every non-baseline run is tested against the baseline per
+metric with a paired cluster bootstrap, plus McNemar's test for 0/1 metrics (see
+:mod:`medvl.eval.compare`). The p-values of one run-baseline pair are Holm-corrected across its
+metrics, and a difference is marked significant when its Holm-adjusted bootstrap p is below
+``1 - confidence``. The per-run means and intervals come from each run's own ``metrics.json``
+(all of its records); the tests use only the common ids, and say how many.
+
+Runs on one benchmark give a ``paired`` report (the comparison at the top level). Runs on
+several give a ``benchmarks`` report: the model x benchmark table
+(:mod:`medvl.eval.benchmark_table`) and one comparison per benchmark in ``comparisons``. Both
+carry the table and each run's protocol, which the outputs show next to every number.
 
 :func:`write_report` writes ``report.md``, ``report.json``, ``estimates.csv`` (every mean and
-interval, long format), ``tests.csv`` (every paired test) and ``report.html`` (self-contained).
+interval, long format), ``tests.csv`` (every paired test), ``benchmarks.csv`` (the model x
+benchmark table, long format) and ``report.html`` (self-contained).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,21 +29,55 @@ from pathlib import Path
 from typing import Any
 
 from medvl.errors import MedvlError
+from medvl.eval.benchmark_table import build_table, run_identity
 from medvl.eval.breakdown import ACCURACY, BootstrapSettings, row_value, versions
-from medvl.eval.compare import discordant_counts, is_binary, mcnemar, paired_bootstrap
-from medvl.fileio import atomic_write_json, atomic_write_text
+from medvl.eval.clusters import row_clusters
+from medvl.eval.compare import discordant_counts, holm, is_binary, mcnemar, paired_bootstrap
+from medvl.eval.report_files import (  # re-exported: the report's public API
+    REPORT_FILES,
+    comparisons,
+    estimates_csv,
+    fmt,
+    fmt_estimate,
+    fmt_n,
+    fmt_p,
+    markdown,
+    tests_csv,
+    write_report,
+)
 
-REPORT_FILES = ("report.md", "report.json", "estimates.csv", "tests.csv", "report.html")
+__all__ = [
+    "REPORT_FILES",
+    "Run",
+    "build_report",
+    "comparisons",
+    "estimates_csv",
+    "fmt",
+    "fmt_estimate",
+    "fmt_n",
+    "fmt_p",
+    "load_run",
+    "markdown",
+    "run_names",
+    "tests_csv",
+    "write_report",
+]
 
 
 @dataclass
 class Run:
-    """One scored run: its name, folder, ``metrics.json`` and scores rows by id."""
+    """One scored run: its name, folder, ``metrics.json``, scores rows by id, and who it is
+    (``benchmark``, ``model``, ``protocol``)."""
 
     name: str
     path: Path
     metrics: dict[str, Any]
     rows: dict[str, dict[str, Any]]
+    identity: dict[str, str]
+
+    @property
+    def protocol(self) -> str:
+        return self.identity["protocol"]
 
 
 def load_run(path: str | Path, name: str | None = None) -> Run:
@@ -54,9 +96,20 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
             for line in files["scores.jsonl"].open(encoding="utf-8")
             if line.strip()
         ]
+        run_json = _read_run_json(path / "run.json")
     except json.JSONDecodeError as exc:
         raise MedvlError(f"{path}: broken JSON ({exc}); score the run again") from None
-    return Run(name or path.name, path, metrics, {row["id"]: row for row in rows})
+    name = name or path.name
+    identity = run_identity(name, metrics, run_json, rows)
+    return Run(name, path, metrics, {row["id"]: row for row in rows}, identity)
+
+
+def _read_run_json(path: Path) -> dict[str, Any] | None:
+    """``run.json`` of a run folder written by ``medvl eval run``, if there is one."""
+    if not path.is_file():
+        return None
+    body = json.loads(path.read_text(encoding="utf-8"))
+    return body if isinstance(body, dict) else None
 
 
 def run_names(paths: Sequence[Path], names: Sequence[str] | None) -> list[str]:
@@ -92,11 +145,52 @@ def build_report(
     paths = [Path(p) for p in paths]
     runs = [load_run(p, n) for p, n in zip(paths, run_names(paths, names), strict=True)]
     base = _baseline(runs, baseline)
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.identity["benchmark"], []).append(run)
+    comparisons = [
+        _comparison(bench, group, _group_baseline(group, base), settings)
+        for bench, group in groups.items()
+    ]
+    infos = [{"name": r.name, **r.identity} for r in runs]
+    table = build_table(
+        infos, {r.name: r.metrics.get("summary", {}) for r in runs}, _metric_order(runs)
+    )
+    report: dict[str, Any] = {
+        "schema": "medvl.report/2",
+        "mode": "paired" if len(groups) == 1 else "benchmarks",
+        "runs": [_run_info(run) for run in runs],
+        "benchmarks": list(groups),
+        "table": table,
+    }
+    if len(groups) == 1:
+        report.update(comparisons[0])
+        report["comparisons"] = []
+    else:
+        report.update(_empty_comparison())
+        report["comparisons"] = comparisons
+        report["tests"] = [t for c in comparisons for t in c["tests"]]
+        report["warnings"] = [f"{c['benchmark']}: {w}" for c in comparisons for w in c["warnings"]]
+    alpha = 1.0 - settings.confidence
+    report["settings"] = {
+        "bootstrap": settings.to_dict(),
+        "paired_on": "ids common to the runs of a benchmark",
+        "multiple_testing": f"Holm across the metrics of each run-baseline pair; alpha {alpha:g}",
+    }
+    report["versions"] = versions()
+    return report
+
+
+def _comparison(
+    benchmark: str, runs: list[Run], base: Run, settings: BootstrapSettings
+) -> dict[str, Any]:
+    """The paired comparison of the runs of one benchmark against ``base``."""
     common = [i for i in base.rows if all(i in run.rows for run in runs)]
     metrics = _metric_order(runs)
     return {
-        "schema": "medvl.report/1",
-        "runs": [_run_info(run) for run in runs],
+        "benchmark": benchmark,
+        "run_names": [r.name for r in runs],
+        "protocols": {r.name: r.protocol for r in runs},
         "baseline": base.name,
         "pairing": {"common_ids": len(common), "ids_per_run": {r.name: len(r.rows) for r in runs}},
         "metrics": metrics,
@@ -110,8 +204,22 @@ def build_report(
             t for r in runs if r is not base for t in _tests(base, r, common, metrics, settings)
         ],
         "warnings": _warnings(runs, common),
-        "settings": {"bootstrap": settings.to_dict(), "paired_on": "ids common to all runs"},
-        "versions": versions(),
+    }
+
+
+def _empty_comparison() -> dict[str, Any]:
+    """The top-level comparison keys of a ``benchmarks`` report (each benchmark has its own)."""
+    return {
+        "benchmark": None,
+        "run_names": [],
+        "protocols": {},
+        "baseline": None,
+        "pairing": None,
+        "metrics": [],
+        "headline": None,
+        "overall": {},
+        "corpus": {},
+        "breakdowns": {},
     }
 
 
@@ -124,6 +232,15 @@ def _baseline(runs: list[Run], name: str | None) -> Run:
     raise MedvlError(
         f"--baseline {name!r} is not one of the runs ({', '.join(r.name for r in runs)})"
     )
+
+
+def _group_baseline(group: list[Run], base: Run) -> Run:
+    """The baseline within one benchmark: ``base`` itself, else the run of the same model, else
+    the benchmark's first run."""
+    if any(r is base for r in group):
+        return base
+    same = [r for r in group if r.identity["model"] == base.identity["model"]]
+    return same[0] if same else group[0]
 
 
 def _metric_order(runs: list[Run]) -> list[str]:
@@ -143,6 +260,7 @@ def _run_info(run: Run) -> dict[str, Any]:
     return {
         "name": run.name,
         "path": str(run.path),
+        **run.identity,
         "n_records": run.metrics.get("n_records", len(run.rows)),
         "data": settings.get("data"),
         "data_sha256": settings.get("data_sha256"),
@@ -179,20 +297,44 @@ def _breakdowns(runs: list[Run]) -> dict[str, dict[str, dict[str, dict[str, Any]
 def _tests(
     base: Run, run: Run, common: list[str], metrics: list[str], settings: BootstrapSettings
 ) -> list[dict[str, Any]]:
-    """Paired bootstrap (and McNemar for 0/1 values) of ``run`` against ``base`` per metric."""
+    """Paired cluster bootstrap (and McNemar for 0/1 values) of ``run`` against ``base`` per
+    metric, Holm-corrected across the metrics; clusters come from the baseline's rows."""
+    labels = dict(zip(common, row_clusters([base.rows[i] for i in common]), strict=True))
     tests = []
     for metric in metrics:
-        pairs = [(row_value(base.rows[i], metric), row_value(run.rows[i], metric)) for i in common]
-        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        pairs = [
+            (row_value(base.rows[i], metric), row_value(run.rows[i], metric), i) for i in common
+        ]
+        pairs = [p for p in pairs if p[0] is not None and p[1] is not None]
         if not pairs:
             continue
         a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+        clusters = [labels[p[2]] for p in pairs] if settings.clustered else None
         test = {"metric": metric, "run": run.name, "baseline": base.name}
-        test.update(paired_bootstrap(a, b, settings).to_dict())
+        test["protocol"] = _protocol_pair(base, run)
+        test.update(paired_bootstrap(a, b, settings, clusters).to_dict())
         binary = is_binary(a) and is_binary(b)
         test["mcnemar"] = mcnemar(*discordant_counts(a, b)).to_dict() if binary else None
         tests.append(test)
+    _holm(tests, alpha=1.0 - settings.confidence)
     return tests
+
+
+def _protocol_pair(base: Run, run: Run) -> str:
+    if base.protocol == run.protocol:
+        return run.protocol
+    return f"{run.protocol} vs {base.protocol}"
+
+
+def _holm(tests: list[dict[str, Any]], alpha: float) -> None:
+    """Add ``p_holm`` and ``significant`` (Holm-adjusted bootstrap p < alpha) to each test, and
+    ``p_holm`` to each McNemar result (corrected across the 0/1 metrics)."""
+    for test, adjusted in zip(tests, holm([t["p_value"] for t in tests]), strict=True):
+        test["p_holm"] = adjusted
+        test["significant"] = adjusted is not None and adjusted < alpha
+    with_mcnemar = [t["mcnemar"] for t in tests if t["mcnemar"]]
+    for mc, adjusted in zip(with_mcnemar, holm([m["p_value"] for m in with_mcnemar]), strict=True):
+        mc["p_holm"] = adjusted
 
 
 def _warnings(runs: list[Run], common: list[str]) -> list[str]:
@@ -203,100 +345,14 @@ def _warnings(runs: list[Run], common: list[str]) -> list[str]:
             f"the runs were scored on different data files; tests use the {len(common)} ids "
             "common to all runs, while each run's own means use all of its records"
         )
+    protocols = sorted({r.protocol for r in runs})
+    if len(protocols) > 1:
+        warnings.append(
+            f"the runs were scored under different protocols ({', '.join(protocols)}); their "
+            "differences mix the models with the scoring rules"
+        )
     for run in runs:
         counts = run.metrics.get("counts", {})
         if counts.get("missing"):
             warnings.append(f"{run.name}: {counts['missing']} record(s) had no prediction (0)")
     return warnings
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A number for a table, or an en dash for none."""
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def fmt_estimate(est: dict[str, Any] | None) -> str:
-    """``0.612 [0.571, 0.650]`` for an estimate dict."""
-    if not est or est.get("mean") is None:
-        return "–"
-    return f"{fmt(est['mean'])} [{fmt(est['ci_low'])}, {fmt(est['ci_high'])}]"
-
-
-def fmt_p(p: float | None) -> str:
-    """A p-value: three decimals, or ``<0.001``."""
-    if p is None:
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown tables."""
-    from medvl.eval.report_html import report_tables
-
-    lines = ["# medvl evaluation report", ""]
-    for table in report_tables(report):
-        lines += [f"## {table['title']}", ""]
-        if table.get("note"):
-            lines += [table["note"], ""]
-        lines.append("| " + " | ".join(table["header"]) + " |")
-        lines.append("|" + "---|" * len(table["header"]))
-        lines += [
-            "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in table["rows"]
-        ]
-        lines.append("")
-    lines += [f"- {w}" for w in report["warnings"]]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def estimates_csv(report: dict[str, Any]) -> str:
-    """Every mean and interval, one row per (run, breakdown, group, metric)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["run", "breakdown", "group", "metric", "n", "mean", "ci_low", "ci_high"])
-    cells = [("overall", "all", m, per_run) for m, per_run in report["overall"].items()]
-    for key, groups in report["breakdowns"].items():
-        cells += [(key, g, m, per_run) for g, ms in groups.items() for m, per_run in ms.items()]
-    for key, group, metric, per_run in cells:
-        for run, est in per_run.items():
-            if est:
-                writer.writerow(
-                    [run, key, group, metric, est["n"], est["mean"], est["ci_low"], est["ci_high"]]
-                )
-    return out.getvalue()
-
-
-def tests_csv(report: dict[str, Any]) -> str:
-    """Every paired test, one row per (run, metric)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    head = [
-        "metric",
-        "run",
-        "baseline",
-        "n",
-        "mean_baseline",
-        "mean_run",
-        "delta",
-        "ci_low",
-        "ci_high",
-    ]
-    writer.writerow([*head, "p_bootstrap", "mcnemar_b", "mcnemar_c", "p_mcnemar", "mcnemar_method"])
-    for test in report["tests"]:
-        mc = test["mcnemar"] or {}
-        row = [test[k] for k in head] + [test["p_value"]]
-        writer.writerow([*row, mc.get("b"), mc.get("c"), mc.get("p_value"), mc.get("method")])
-    return out.getvalue()
-
-
-def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write every report file into ``out_dir``; returns ``{file name: path}``."""
-    from medvl.eval.report_html import render_html
-
-    out_dir = Path(out_dir)
-    paths = {name: out_dir / name for name in REPORT_FILES}
-    atomic_write_text(paths["report.md"], markdown(report))
-    atomic_write_json(paths["report.json"], report)
-    atomic_write_text(paths["estimates.csv"], estimates_csv(report))
-    atomic_write_text(paths["tests.csv"], tests_csv(report))
-    atomic_write_text(paths["report.html"], render_html(report))
-    return paths

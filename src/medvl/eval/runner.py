@@ -47,7 +47,7 @@ from medvl.errors import ConfigError, MedvlError
 from medvl.eval.benchmarks import CANONICAL, Benchmark, get_benchmark
 from medvl.eval.breakdown import BootstrapSettings, versions
 from medvl.eval.prompts import PromptTemplate, resolve_prompt
-from medvl.eval.scoring import check_gold, file_sha256, score_files
+from medvl.eval.scoring import check_gold, file_sha256, resolve_protocol, score_files
 from medvl.fileio import atomic_write_json, atomic_writer
 from medvl.infer.engine import Engine, GenerationSettings
 from medvl.infer.predict import PredictSummary, predict_records, read_predictions
@@ -81,6 +81,9 @@ class RunConfig:
     reconvert: bool = field(default=False, metadata={"help": "convert even if cached"})
     overwrite: bool = field(default=False, metadata={"help": "predict even if cached"})
     bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+    protocol: str = field(
+        default="medvl", metadata={"help": "scoring protocol (medvl.eval.protocols)"}
+    )
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -241,8 +244,9 @@ def _canonical(bench: Benchmark, data: Path, out: Path) -> PreparedData:
         return PreparedData(data, file_sha256(data), source, "in_place")
     if not kept:
         raise MedvlError(
-            f"{data}: none of its {len(records)} records is in {bench.reader.label()}; "
-            "pick the benchmark of that language/split, or 'custom'"
+            f"{data}: none of its {len(records)} records is in {bench.reader.label()}: "
+            f"{bench.reader.mismatch(records)}; pick the benchmark of that language/split, "
+            "or 'custom'"
         )
     target = out / "data.jsonl"
     write_records(target, _rebased(kept, data.parent, out))
@@ -286,14 +290,12 @@ def _converted(
         "written": report.written,
         "skipped": report.skipped,
         "filtered": report.filtered,
+        "filtered_by": report.filtered_by,
         "problems": report.problem_lines(20),
     }
-    if report.written == 0:
-        first = f"; first problem: {report.problem_lines(1)[0]}" if report.problems else ""
-        raise MedvlError(
-            f"{data}: no {bench.name} records read ({report.summary()}){first}; --data for "
-            f"{bench.name} is {reader.expects}"
-        )
+    failure = report.failure(style=f"{bench.name}'s {{name}}={{value}} filter")
+    if failure:  # the filters are the benchmark's, not flags the user gave
+        raise MedvlError(f"{failure}; --data for {bench.name} is {reader.expects}")
     sha = file_sha256(target)
     atomic_write_json(meta_path, {"source": source, "sha256": sha, "report": summary})
     return PreparedData(target, sha, source, "converted", summary)
@@ -352,6 +354,7 @@ def run_benchmark(
     """
     started, start = datetime.now(timezone.utc), time.perf_counter()
     bench = get_benchmark(config.bench)
+    resolve_protocol(config.protocol, bench.name, config.metrics)  # refuse before predicting
     template = resolve_prompt(
         config.prompt, bench.prompt, system=config.system, user_template=config.user_template
     )
@@ -377,9 +380,11 @@ def run_benchmark(
         scored_path,
         predictions,
         out,
-        metrics=config.metrics or bench.metrics,
+        metrics=(config.metrics or bench.metrics) if config.protocol == "medvl" else None,
         breakdown_keys=[*bench.breakdown, *extra],
         bootstrap=config.bootstrap,
+        protocol=config.protocol,
+        benchmark=bench.name,
     )
     run = {
         "schema": "medvl.run/1",

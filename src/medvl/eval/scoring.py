@@ -7,8 +7,10 @@ on its kind (:func:`record_kind`):
 
 - ``mcq`` (``options`` set): the letter is extracted from the text (``medvl.eval.extract``) and
   ``mcq_accuracy`` is 1 when it equals the gold letter; the rule that matched is kept;
-- ``closed``: ``closed_accuracy``; ``open``: the open metric set; ``report``
-  (``question_type == "report"``): the report metrics plus the open text metrics.
+- ``closed``: ``closed_accuracy``; the answer read (``medvl.eval.closed.extract_closed``: "yes",
+  "no" or the canonical term) and the rule that read it are kept, as for MCQ; ``open``: the open
+  metric set; ``report`` (``question_type == "report"``): the report metrics plus the open text
+  metrics.
 
 Metric functions come from the ``medvl.eval.metrics.METRICS`` table, looked up at call time, or are
 passed in (:class:`Metric`). Bad input is handled so that every data record stays in the
@@ -31,8 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from medvl.data.record import Record
-from medvl.errors import MedvlError, NotBuiltError, RecordError, UnknownNameError
+from medvl.errors import ConfigError, MedvlError, NotBuiltError, RecordError, UnknownNameError
 from medvl.eval.breakdown import DEFAULT_KEYS, RECORD_KEYS, BootstrapSettings, metrics_json
+from medvl.eval.closed import extract_closed
+from medvl.eval.clusters import record_cluster
+from medvl.eval.protocols import DEFAULT_PROTOCOL, ScoringProtocol, check_benchmark, get_protocol
 
 KINDS = ("mcq", "closed", "open", "report")
 ID_KEYS = ("id", "question_id")
@@ -220,6 +225,10 @@ class Scorer:
     table: Mapping[str, Metric]
     extract: Extractor
     meta_keys: Sequence[str] = ()
+    image_dir: Path | None = None  # the data file's folder: images are hashed into clusters
+    #: Another tool's rules (``medvl.eval.protocols``); None: medvl's own metrics.
+    protocol: ScoringProtocol | None = None
+    benchmark: str | None = None
 
     def score(self, record: Record, text: str | None, status: str) -> dict[str, Any]:
         """The scores row of one record; ``text`` is None when the prediction is missing."""
@@ -239,12 +248,40 @@ class Scorer:
             "correct": None,
             "metrics": {},
             "meta": _meta_fields(record.meta, self.meta_keys),
+            "cluster": record_cluster(record, self.image_dir),
         }
-        if kind == "mcq":
+        if self.protocol is not None:
+            self._score_protocol(row, record, kind, text)
+        elif kind == "mcq":
             self._score_mcq(row, record, text or "", missing=text is None)
         else:
             self._score_text(row, record, kind, text)
         return row
+
+    def _score_protocol(
+        self, row: dict[str, Any], record: Record, kind: str, text: str | None
+    ) -> None:
+        """The protocol's judgment: ``correct`` (None where the tool leaves the record out of
+        its denominator), what it read, its rule and its own per-record numbers. A missing
+        prediction is judged as an empty answer, as the tool would see a model that said nothing.
+        """
+        assert self.protocol is not None
+        gold = record.answer if kind == "mcq" else row["gold"]
+        judged = self.protocol.judge(
+            kind=kind,
+            question=record.question,
+            prediction=text or "",
+            gold=gold or "",
+            options=record.options,
+            lang=record.lang,
+            benchmark=self.benchmark,
+        )
+        row["correct"], row["extracted"], row["rule"] = (
+            judged.correct,
+            judged.extracted,
+            judged.rule,
+        )
+        row["metrics"] = {name: float(value) for name, value in judged.metrics.items()}
 
     def _score_mcq(self, row: dict[str, Any], record: Record, text: str, *, missing: bool) -> None:
         letter = None
@@ -260,6 +297,9 @@ class Scorer:
         )
 
     def _score_text(self, row: dict[str, Any], record: Record, kind: str, text: str | None) -> None:
+        if kind == "closed" and text is not None:  # what closed_accuracy read, and why
+            found = extract_closed(text, row["gold"])
+            row["extracted"], row["rule"] = found.answer, found.rule
         row["metrics"] = _values(
             self._per_record(kind, record.lang), text, row["gold"], record.lang
         )
@@ -338,6 +378,28 @@ def score_records(
     return [scorer.score(r, *status_of(r.id, predictions)) for r in records]
 
 
+def resolve_protocol(
+    name: str, benchmark: str | None, metrics: Sequence[str] | None
+) -> ScoringProtocol | None:
+    """The protocol object that judges answers, or None for medvl's own metrics; refuses a
+    benchmark the protocol has no rules for, and ``--metrics`` under another tool's rules."""
+    protocol = get_protocol(name)
+    check_benchmark(protocol, benchmark)
+    if protocol.name == DEFAULT_PROTOCOL:
+        return None
+    if metrics:
+        raise ConfigError(
+            f"--metrics applies to the medvl protocol; protocol {name!r} reports its own "
+            "numbers (drop --metrics, or score again with --protocol medvl)"
+        )
+    return protocol
+
+
+def protocol_info(protocol: ScoringProtocol) -> dict[str, str]:
+    """What ``metrics.json`` records of the protocol: its name, title and upstream source."""
+    return {"name": protocol.name, "title": protocol.title, "follows": protocol.follows}
+
+
 @dataclass(frozen=True)
 class ScoreRun:
     """What :func:`score_files` wrote: the run folder, its two files and the metrics summary."""
@@ -358,22 +420,37 @@ def score_files(
     bootstrap: BootstrapSettings | None = None,
     table: Mapping[str, Any] | None = None,
     extract: Extractor | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
+    benchmark: str | None = None,
 ) -> ScoreRun:
     """Score ``predictions_path`` against ``data_path``; write ``scores.jsonl`` + ``metrics.json``.
 
     ``table`` (name -> :class:`Metric` or ``MetricSpec``) and ``extract`` default to the real
-    ``medvl.eval.metrics.METRICS`` and ``medvl.eval.extract.extract_choice``.
+    ``medvl.eval.metrics.METRICS`` and ``medvl.eval.extract.extract_choice``. ``protocol`` names
+    whose rules judge each answer (:mod:`medvl.eval.protocols`; ``medvl`` by default); under
+    another tool's protocol the metrics are that tool's, and ``metrics`` must be None.
+    ``benchmark`` (a :data:`medvl.eval.benchmarks.BENCHMARKS` name) picks the protocol's rules
+    for that benchmark and is recorded in ``metrics.json``.
     """
     from medvl.data.jsonl import read_records
     from medvl.fileio import atomic_write_json, atomic_writer
 
+    judge = resolve_protocol(protocol, benchmark, metrics)
     records = read_records(data_path)
     check_gold(records, data_path)
     predictions = read_predictions(predictions_path)
     full = {n: as_metric(n, s) for n, s in (table or metric_table()).items()}
-    selected = select_metrics(full, metrics)
+    selected = select_metrics(full, metrics) if judge is None else []
     meta_keys = [k for k in breakdown_keys if k not in RECORD_KEYS]
-    scorer = Scorer(selected, full, extract or default_extractor(), meta_keys)
+    scorer = Scorer(
+        selected,
+        full,
+        extract or default_extractor(),
+        meta_keys,
+        Path(data_path).parent,
+        protocol=judge,
+        benchmark=benchmark,
+    )
     rows = score_records(records, predictions, scorer)
     keys = [*DEFAULT_KEYS, *(k for k in breakdown_keys if k not in DEFAULT_KEYS)]
     settings = {
@@ -386,8 +463,13 @@ def score_files(
         "breakdown": keys,
         "bootstrap": (bootstrap or BootstrapSettings()).to_dict(),
         "duplicates": "first line kept",
+        "benchmark": benchmark,
+        "protocol": protocol_info(get_protocol(protocol)),
     }
     body = metrics_json(rows, corpus_scores(rows, selected), predictions, settings)
+    left_out = [r["id"] for r in rows if r["correct"] is None and r["kind"] != "report"]
+    body["counts"]["not_scored"] = len(left_out)
+    body["problems"]["not_scored_ids"] = left_out
     out_dir = Path(out_dir)
     scores_path, metrics_path = out_dir / "scores.jsonl", out_dir / "metrics.json"
     with atomic_writer(scores_path) as handle:

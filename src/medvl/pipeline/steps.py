@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from medvl.errors import ConfigError
+from medvl.errors import ConfigError, MedvlError
 from medvl.pipeline.spec import Step
 
 
@@ -66,25 +66,38 @@ def run_convert(step: Step) -> dict[str, Any]:
     if not fmt or not source:
         raise ConfigError(f"step {step.name!r} (convert) needs 'format' and 'input'")
     report = convert(fmt, Path(source), step.out / "data.jsonl", **params)
+    failure = report.failure()  # nothing kept, or the input was cut short
+    if failure:
+        raise MedvlError(f"step {step.name!r} (convert): {failure}")
     return {"read": report.read, "written": report.written, "skipped": report.skipped}
 
 
 def run_split(step: Step) -> dict[str, Any]:
     from medvl.data.jsonl import read_records, write_records
-    from medvl.data.split import split_records
+    from medvl.data.leakage import ImageHasher
+    from medvl.data.split import (
+        DEFAULT_GROUP_BY,
+        check_split_leakage,
+        raise_on_leaks,
+        split_dataset,
+    )
 
-    _check_keys(step, {"file", "fractions", "seed", "stratify_by"})
+    _check_keys(step, {"file", "fractions", "seed", "stratify_by", "group_by"})
     source = Path(_get(step, "file", kinds=str))
-    splits = split_records(
+    hasher = ImageHasher()
+    result = split_dataset(
         read_records(source),
         fractions=_get(step, "fractions", None),
         seed=_get(step, "seed", 0, int),
         stratify_by=_get(step, "stratify_by", "answer_type"),
+        group_by=_get(step, "group_by", DEFAULT_GROUP_BY, (str, list)),
         base_dir=source.parent,
+        hasher=hasher,
     )
-    for name, records in splits.items():
+    raise_on_leaks(check_split_leakage(result.splits, source.parent, hasher=hasher))
+    for name, records in result.splits.items():
         write_records(step.out / f"{name}.jsonl", _absolute_images(records, source.parent))
-    return {name: len(records) for name, records in splits.items()}
+    return {name: len(records) for name, records in result.splits.items()}
 
 
 def _absolute_images(records, base: Path):
@@ -144,6 +157,8 @@ EVAL_KEYS = frozenset(
         "max_new_tokens",
         "metrics",
         "breakdown",
+        "protocol",
+        "bench",
     ]
 )
 
@@ -171,6 +186,8 @@ def run_eval(step: Step) -> dict[str, Any]:
         step.out,
         metrics=_get(step, "metrics", None),
         breakdown_keys=tuple(_get(step, "breakdown", ())),
+        protocol=_get(step, "protocol", "medvl", str),
+        benchmark=_get(step, "bench", None, str),
     )
     summary = run.metrics.get("summary", {})
     return {

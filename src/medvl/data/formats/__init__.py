@@ -1,14 +1,24 @@
 """Readers of the public medical VLM formats into canonical records, and writers out of them.
 
 ``convert("slake", Path("Slake1.0"), Path("data/slake.jsonl"), lang="en")`` reads a dataset as
-its publisher ships it and writes canonical JSONL atomically. Broken records (missing image,
-answer matching no option, bad JSON or non-UTF-8 line) are skipped and listed by id in the
-returned :class:`ConvertReport`; the valid ones still go through. Image paths in the output are
-relative to the output file's folder (or absolute when the two share no folder but the root).
+its publisher ships it (its folder, or one of its files) and writes canonical JSONL atomically.
+
+* **Splits** come from the source: the file name (``testset.json``, ``test_2.csv``,
+  ``GMAI-MMBench_VAL.tsv``) or a field the publisher wrote (VQA-RAD's ``phrase_type`` in the
+  single public JSON, R2Gen's split lists). ``split=`` and ``lang=`` are filters on those values
+  and never relabel a record; :class:`ConvertReport` counts what each filter removed.
+* **Failures**: broken records (missing image, answer matching no option, bad JSON or
+  non-UTF-8 line) are skipped and listed by id; the valid ones still go through.
+  :meth:`ConvertReport.failure` says why a run counts as failed: nothing kept (an existing
+  output is then left as it was) or an input cut short (the records before the cut are written).
+* **Image paths** in the output are relative to the output file's folder, ``../`` included,
+  so a converted set moves with its images; absolute only when the two share nothing but the
+  filesystem root (see :func:`~medvl.data.formats.base.output_path`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -86,17 +96,17 @@ _SPECS = (
     FormatSpec("slake", "SLAKE 1.0 folder or split JSON + imgs/ (en/zh via q_lang)", read_slake),
     FormatSpec(
         "vqa_rad",
-        "VQA-RAD public JSON + image folder, or its image/question/answer export",
+        "VQA-RAD data_RAD/ folder (trainset/testset.json), public JSON, or HF export folder",
         read_vqa_rad,
     ),
-    FormatSpec("pathvqa", "PathVQA image/question/answer export (yes/no = closed)", read_pathvqa),
+    FormatSpec("pathvqa", "PathVQA export folder or split file (yes/no = closed)", read_pathvqa),
     FormatSpec(
         "vqa_export",
-        "any image/question/answer export (.json/.jsonl/.csv); dataset= names it",
+        "any image/question/answer export folder or file (.json/.jsonl/.csv); dataset= names it",
         read_vqa_export,
         ("dataset",),
     ),
-    FormatSpec("pmc_vqa", "PMC-VQA CSV (Figure_path, Question, Choice A-D, Answer)", read_pmc_vqa),
+    FormatSpec("pmc_vqa", "PMC-VQA folder (test_2/train_2.csv) or one of its CSVs", read_pmc_vqa),
     FormatSpec(
         "omnimedvqa",
         "OmniMedVQA root (QA_information/*/*.json + Images/) or one QA JSON",
@@ -129,15 +139,19 @@ def list_formats() -> list[tuple[str, str]]:
     return [(spec.name, spec.description) for spec in FORMATS.values()]
 
 
-def get_format(name: str) -> FormatSpec:
-    """The spec of format ``name``; :class:`UnknownNameError` listing the known ones otherwise."""
+def get_format(name: str | FormatSpec) -> FormatSpec:
+    """The spec of format ``name``; :class:`UnknownNameError` listing the known ones otherwise.
+
+    A :class:`FormatSpec` is returned as is (readers defined outside this package)."""
+    if isinstance(name, FormatSpec):
+        return name
     if name not in FORMATS:
         raise UnknownNameError("format", name, list(FORMATS))
     return FORMATS[name]
 
 
 def convert(
-    format: str,
+    format: str | FormatSpec,
     input: Path,
     out: Path,
     *,
@@ -149,17 +163,32 @@ def convert(
     """Read ``input`` in ``format`` and write canonical JSONL to ``out`` (atomically).
 
     ``image_root`` is where relative image paths are looked up (default: the input's folder);
-    ``lang`` keeps only records in that language; ``split`` keeps one split of inputs that hold
-    several (a SLAKE folder, VQA-RAD's public JSON, R2Gen's annotation.json) and otherwise names
-    the split written (default: guessed from the file name). ``options`` are format-specific
-    (see :data:`FORMATS`), plus ``image_out_dir`` for formats that carry images inline.
+    ``lang`` and ``split`` keep only the records whose language / split (as the source records
+    it, see the module docstring) is that one. ``options`` are format-specific (see
+    :data:`FORMATS`), plus ``image_out_dir`` for formats that carry images inline. When no
+    record is kept, ``out`` is left as it was; check :meth:`ConvertReport.failure`.
     """
     spec = get_format(format)
     ctx = _context(spec, Path(input), Path(out), image_root, lang, split, options)
     report = ConvertReport(format=spec.name, input=ctx.input, out=Path(out))
-    report.written = write_records(out, _accepted(spec.read(ctx), ctx, report))
+    report.wanted = {k: v for k, v in (("lang", ctx.lang), ("split", ctx.split)) if v}
+    with contextlib.suppress(_NothingKept):
+        report.written = write_records(out, _kept(_accepted(spec.read(ctx), ctx, report)))
     logger.info(report.summary())
     return report
+
+
+class _NothingKept(Exception):
+    """Raised at the end of an empty conversion so that the atomic write leaves ``out`` alone."""
+
+
+def _kept(records: Iterable[Record]) -> Iterator[Record]:
+    empty = True
+    for record in records:
+        empty = False
+        yield record
+    if empty:
+        raise _NothingKept
 
 
 def _context(
@@ -190,7 +219,7 @@ def _context(
         image_root=Path(image_root) if image_root is not None else spec.image_root(input),
         image_out_dir=Path(image_out_dir),
         lang=lang,
-        split=split,
+        split=normalise_split(split) if split else None,
         options=options,
     )
 
@@ -198,32 +227,41 @@ def _context(
 def _accepted(
     items: Iterable[Candidate | Skipped], ctx: ReadContext, report: ConvertReport
 ) -> Iterator[Record]:
-    """Build, filter and de-duplicate the reader's candidates, reporting every skip."""
+    """Build, filter and de-duplicate the reader's candidates, reporting every skip.
+
+    The filters look at the candidate's language and split when the reader knows them up front
+    (no image is looked up for a record that is filtered out), else at the built record's."""
     seen: set[str] = set()
-    wanted_split = normalise_split(ctx.split) if ctx.split else None
     for item in items:
         report.read += 1
         if isinstance(item, Skipped):
-            report.skip(item.key, item.reason)
+            report.skip(item.key, item.reason, truncated=item.truncated)
             continue
-        if (ctx.lang and item.lang and item.lang != ctx.lang) or (
-            wanted_split and item.split and item.split != wanted_split
-        ):
-            report.filtered += 1
+        if _filtered(item.lang, item.split, ctx, report):
             continue
         try:
             record = item.build()
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             report.skip(item.key, _reason(exc))
             continue
-        if ctx.lang and record.lang != ctx.lang:
-            report.filtered += 1
+        if _filtered(record.lang, record.split, ctx, report):
             continue
         if record.id in seen:
             record.id = _unique(record.id, seen)
             report.renamed += 1
         seen.add(record.id)
         yield record
+
+
+def _filtered(lang: str | None, split: str | None, ctx: ReadContext, report: ConvertReport) -> bool:
+    """Whether a record of this language and split is removed (and counted) by a filter."""
+    if ctx.lang and lang and lang != ctx.lang:
+        report.remove("lang", lang)
+        return True
+    if ctx.split and split and normalise_split(split) != ctx.split:
+        report.remove("split", split)
+        return True
+    return False
 
 
 def _unique(record_id: str, seen: set[str]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -37,7 +38,15 @@ _SPLIT_WORDS = {
     "valid": "validation",
     "validation": "validation",
     "dev": "validation",
+    # data_RAD (trainset.json / testset.json) and similar "<split>set" names
+    "trainset": "train",
+    "testset": "test",
+    "valset": "validation",
+    "validset": "validation",
+    "validationset": "validation",
+    "devset": "validation",
 }
+FILTERS = ("lang", "split")
 
 
 class SkipRecord(ValueError):
@@ -46,10 +55,15 @@ class SkipRecord(ValueError):
 
 @dataclass(frozen=True)
 class Skipped:
-    """A source record (or line) that could not even be parsed; ``key`` names it in the report."""
+    """A source record (or line) that could not even be parsed; ``key`` names it in the report.
+
+    ``truncated`` marks the end of a file that was cut short (a download or copy that stopped):
+    the records before it were read, the rest of the file is lost, and the command fails.
+    """
 
     key: str
     reason: str
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,27 +78,50 @@ class Candidate:
 
 @dataclass
 class ConvertReport:
-    """Counts and per-record reasons of one conversion; ``read = written + skipped + filtered``."""
+    """Counts and per-record reasons of one conversion; ``read = written + skipped + filtered``.
+
+    ``removed`` holds, per filter, the values of the records it removed (``removed["split"] ==
+    {"train": 451}``), so that an empty result can say which filter removed what. ``wanted``
+    holds the filters in force; ``truncated`` the reasons the input was cut short.
+    """
 
     format: str
     input: Path
     out: Path
     read: int = 0
     written: int = 0
-    filtered: int = 0
     renamed: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
+    wanted: dict[str, str] = field(default_factory=dict)
+    removed: dict[str, Counter] = field(default_factory=lambda: {f: Counter() for f in FILTERS})
+    truncated: list[str] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
         """Records left out because they are broken (each one is listed in ``problems``)."""
         return len(self.problems)
 
-    def skip(self, key: str, reason: str) -> None:
+    @property
+    def filtered_by(self) -> dict[str, int]:
+        """How many records each filter removed: ``{"lang": 40, "split": 0}``."""
+        return {name: sum(values.values()) for name, values in self.removed.items()}
+
+    @property
+    def filtered(self) -> int:
+        """Records left out by the ``lang``/``split`` filters, all together."""
+        return sum(self.filtered_by.values())
+
+    def skip(self, key: str, reason: str, *, truncated: bool = False) -> None:
         """Record that the source record ``key`` was skipped, and why (one line)."""
         reason = " ".join(str(reason).split())
         logger.debug("skipped %s: %s", key, reason)
         self.problems.append((key, reason))
+        if truncated:
+            self.truncated.append(f"{key}: {reason}")
+
+    def remove(self, name: str, value: str | None) -> None:
+        """Count one record that the filter ``name`` removed, whose own value was ``value``."""
+        self.removed[name][value or "unknown"] += 1
 
     def summary(self) -> str:
         """One line for people: what was read, written, skipped and filtered out."""
@@ -92,11 +129,55 @@ class ConvertReport:
             f"{self.format}: read {self.read}, wrote {self.written} to {self.out}, "
             f"skipped {self.skipped}"
         )
-        if self.filtered:
-            text += f", filtered out {self.filtered} (--lang/--split)"
+        if self.filtered:  # worded for flags and for a benchmark's own filters alike
+            by = ", ".join(
+                f"{n} not {f}={self.wanted.get(f, '?')}" for f, n in self.filtered_by.items() if n
+            )
+            text += f", filtered out {self.filtered} ({by})"
         if self.renamed:
             text += f", renamed {self.renamed} duplicate id(s)"
         return text
+
+    def flag(self, name: str, style: str = "--{name} {value}") -> str:
+        """How the filter ``name`` is named to people: ``--split test`` by default."""
+        return style.format(name=name, value=self.wanted.get(name, "?"))
+
+    def filter_lines(self, style: str = "--{name} {value}") -> list[str]:
+        """For each filter that removed records, what it removed: ``all 451 records are
+        split=train; --split test removed them``. Filters that removed nothing are not named."""
+        lines = []
+        for name in FILTERS:
+            removed = self.filtered_by[name]
+            if not removed:
+                continue
+            held = ", ".join(f"{n} {name}={v}" for v, n in sorted(self.removed[name].items()))
+            flag = self.flag(name, style)
+            if removed == self.read:
+                held = held if len(self.removed[name]) > 1 else held.split(" ", 1)[1]
+                every = f"all {removed} records are" if removed > 1 else "its one record is"
+                lines.append(f"{every} {held}; {flag} removed {'them' if removed > 1 else 'it'}")
+            else:
+                lines.append(f"{flag} removed {removed} records ({held})")
+        return lines
+
+    def failure(self, style: str = "--{name} {value}") -> str | None:
+        """Why this conversion counts as failed (nothing written, or the input was cut short),
+        as one line naming the cause and the fix; None when it succeeded."""
+        if self.truncated:
+            kept = f"wrote the {self.written} kept to {self.out}" if self.written else "kept none"
+            return (
+                f"{self.input}: the file is cut short ({self.truncated[0]}); read the records "
+                f"before the cut and {kept}, the rest is lost; download or copy the file again"
+            )
+        if self.written:
+            return None
+        if self.read == 0:
+            return f"{self.input}: no records found in it"
+        causes = self.filter_lines(style)
+        if self.skipped:
+            first = self.problem_lines(1)[0]
+            causes.append(f"{self.skipped} records were skipped as broken (first: {first})")
+        return f"{self.input}: no records kept: " + "; ".join(causes)
 
     def problem_lines(self, limit: int | None = None) -> list[str]:
         """``"<id>: <reason>"`` for each skipped record (the first ``limit`` of them)."""
@@ -109,8 +190,10 @@ class ReadContext:
     """Everything a reader needs to know about one conversion run.
 
     ``out_dir`` is the output JSONL's folder: image paths in the records are written relative to
-    it where the two share a folder other than the filesystem root, otherwise absolute.
+    it where the two share a folder other than the filesystem root (see :func:`output_path`).
     ``image_out_dir`` is where readers that carry images inline (base64 TSV) write image files.
+    ``lang`` and ``split`` are filters that :func:`medvl.data.formats.convert` applies; readers
+    may use ``split`` only to skip reading files of other splits, never to label records.
     """
 
     input: Path
@@ -175,13 +258,22 @@ def is_absolute(raw: str) -> bool:
 
 
 def output_path(image: Path, out_dir: Path) -> str:
-    """``image`` relative to ``out_dir`` when it lies below it, else absolute.
+    """``image`` relative to ``out_dir`` (``../Slake1.0/imgs/x.jpg`` included), else absolute.
 
-    A ``../`` path would escape the dataset root, which ``medvl data validate`` refuses.
+    Relative paths let a converted set move together with its images (a project folder copied
+    to another machine). They are absolute only when the two share nothing but the filesystem
+    root or a drive (``/data`` vs ``/home``, ``C:`` vs ``D:``), where ``../../..`` would be
+    as tied to this machine as an absolute path. ``medvl data validate`` reads both kinds as the
+    converter wrote them and confines images to a dataset root only when ``--root`` is given,
+    which is the check to run on a set that must be self-contained.
     """
     image_abs = os.path.abspath(image)
     out_abs = os.path.abspath(out_dir)
-    if os.path.commonpath([image_abs, out_abs]) != out_abs:
+    try:
+        common = os.path.commonpath([image_abs, out_abs])
+    except ValueError:  # different drives on Windows
+        return Path(image_abs).as_posix()
+    if Path(common).parent == Path(common):  # only the root (or drive) in common
         return Path(image_abs).as_posix()
     return Path(os.path.relpath(image_abs, out_abs)).as_posix()
 
@@ -192,7 +284,8 @@ def guess_lang(*texts: Any) -> str:
 
 
 def guess_split(path: Path, default: str) -> str:
-    """The split named by a file name (``test_2.csv`` -> test, ``GMAI_..._VAL`` -> validation)."""
+    """The split named by a file name (``test_2.csv`` -> test, ``GMAI_..._VAL`` -> validation,
+    ``trainset.json`` -> train), or ``default`` when the name holds no split word."""
     for word in re.split(r"[^a-z0-9]+", path.stem.lower()):
         if word in _SPLIT_WORDS:
             return _SPLIT_WORDS[word]
@@ -205,8 +298,11 @@ def normalise_split(name: str) -> str:
 
 
 def split_label(ctx: ReadContext, path: Path, default: str) -> str:
-    """The split written for a single-split input: ``--split`` if given, else from its name."""
-    return normalise_split(ctx.split) if ctx.split else guess_split(path, default)
+    """The split of a single-split file: named by the file (``testset.json`` -> test), else
+    ``default``. ``--split`` never relabels: it only filters (``ctx`` is kept for readers that
+    pass it; it is not consulted)."""
+    del ctx
+    return guess_split(path, default)
 
 
 def text_field(row: dict[str, Any], *names: str, required: bool = True) -> str | None:

@@ -56,7 +56,7 @@ def read_gmai_mmbench(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
         native = str(native).strip() if not is_missing(native) else str(index)
         record_id = f"gmai_mmbench-{split}-{native}"
         yield Candidate(
-            record_id, partial(_build, ctx, row, record_id, native, split, written), "en"
+            record_id, partial(_build, ctx, row, record_id, native, split, written), "en", split
         )
 
 

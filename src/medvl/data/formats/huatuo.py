@@ -11,7 +11,8 @@ MedVLM-R1 (e.g. ``MRI_CT_XRAY_300each_dataset.json``): the same records plus ``p
 
 The canonical ``dataset`` is the source benchmark (``OmniMedVQA`` -> ``omnimedvqa``, ``VQA-RAD``
 -> ``vqa_rad``), so accuracy can be reported per benchmark; the raw name and ``subset`` stay in
-``meta``.
+``meta``. The input is the JSON file, or the folder holding it (the bundle's file first). Every
+record is split ``test`` unless the file's name names another split.
 """
 
 from __future__ import annotations
@@ -33,16 +34,17 @@ from medvl.data.formats.base import (
     text_field,
 )
 from medvl.data.formats.chat import image_list
-from medvl.data.formats.sources import object_rows, require_file
+from medvl.data.formats.sources import folder_file, object_rows
 from medvl.data.record import Record
 
+BUNDLE_FILES = ("medical_multimodel_evaluation_data.json", "MRI_CT_XRAY_300each_dataset.json")
 _ANSWER_TAG_RE = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL | re.IGNORECASE)
 _OPTION_LINE_RE = re.compile(r"^\s*([A-J])\)\s*(.*)$")
 
 
 def read_huatuo(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     """One candidate per question of a Huatuo bundle or MedVLM-R1 file."""
-    path = require_file(ctx.input, "medical_multimodel_evaluation_data.json or a MedVLM-R1 JSON")
+    path = folder_file(ctx.input, BUNDLE_FILES, "the bundle's folder or a MedVLM-R1 JSON")
     prefix = _stem_id(path.stem)
     split = split_label(ctx, path, "test")
     for item in object_rows(path):
@@ -52,7 +54,7 @@ def read_huatuo(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
         index, _, row = item
         native = row.get("id")
         record_id = str(native) if native not in (None, "") else f"{prefix}-{index:05d}"
-        yield Candidate(record_id, partial(_build, ctx, row, record_id, split))
+        yield Candidate(record_id, partial(_build, ctx, row, record_id, split), split=split)
 
 
 def _stem_id(stem: str) -> str:

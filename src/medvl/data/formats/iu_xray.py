@@ -2,9 +2,10 @@
 
 Accepted layouts:
 
-* R2Gen's ``annotation.json``: ``{"train": [{"id", "report", "image_path": ["CXR2384_IM-0942/0.png",
-  ...], "split"}], "val": [...], "test": [...]}`` with the images under ``images/``; ``--split``
-  picks one of the three lists.
+* R2Gen's ``annotation.json`` (or its ``iu_xray/`` folder): ``{"train": [{"id", "report",
+  "image_path": ["CXR2384_IM-0942/0.png", ...], "split"}], "val": [...], "test": [...]}`` with
+  the images under ``images/``; each list's records get its split (``val`` -> validation), and
+  ``--split`` keeps one of them.
 * XrayQwen2VL's ``openi-en.json`` / ``openi-zh.json``: ``{"annotations": [{"image_id": "162_1",
   "caption": <report>}]}``, the image being ``<image_id>.png``.
 * A simple JSON list, JSON lines or CSV with an image column (``image``, ``images``,
@@ -35,7 +36,7 @@ from medvl.data.formats.base import (
     text_field,
 )
 from medvl.data.formats.chat import image_list
-from medvl.data.formats.sources import any_rows, load_document, require_file
+from medvl.data.formats.sources import any_rows, folder_file, load_document
 from medvl.data.record import Record
 
 PROMPTS = {
@@ -50,17 +51,18 @@ _SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def read_iu_xray(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     """One candidate per report (an R2Gen annotation, an OpenI annotation list or a table)."""
-    path = require_file(ctx.input, "annotation.json, openi-*.json, or a .jsonl/.csv of reports")
+    what = "the R2Gen iu_xray folder, annotation.json, openi-*.json, or a .jsonl/.csv of reports"
+    path = folder_file(ctx.input, ("annotation.json",), what)
     document = load_document(path) if path.suffix.lower() == ".json" else None
     if isinstance(document, dict) and "annotations" in document:
         rows = _keyed(path, document["annotations"])
-        yield from _candidates(ctx, rows, split_label(ctx, path, "train"), None)
+        yield from _candidates(ctx, rows, split_label(ctx, path, "train"))
     elif isinstance(document, dict):
         for split_key, rows in document.items():
             split = normalise_split(split_key)
-            yield from _candidates(ctx, _keyed(path, rows, split_key), split, split)
+            yield from _candidates(ctx, _keyed(path, rows, split_key), split)
     else:
-        yield from _candidates(ctx, any_rows(path), split_label(ctx, path, "train"), None)
+        yield from _candidates(ctx, any_rows(path), split_label(ctx, path, "train"))
 
 
 def _keyed(path: Path, rows: Any, group: str = "") -> Iterator[tuple[str, Any] | Skipped]:
@@ -71,9 +73,7 @@ def _keyed(path: Path, rows: Any, group: str = "") -> Iterator[tuple[str, Any] |
         yield (f"{path.name}[{group}][{i}]" if group else f"{path.name}[{i}]"), row
 
 
-def _candidates(
-    ctx: ReadContext, rows: Iterator, split: str, hint: str | None
-) -> Iterator[Candidate | Skipped]:
+def _candidates(ctx: ReadContext, rows: Iterator, split: str) -> Iterator[Candidate | Skipped]:
     dataset = str(ctx.option("dataset") or "iu_xray")
     for index, item in enumerate(rows):
         if isinstance(item, Skipped):
@@ -88,7 +88,7 @@ def _candidates(
         record_id = f"{dataset}-{suffix}"
         report = text_field(row, *REPORT_FIELDS, required=False)
         build = partial(_build, ctx, row, record_id, dataset, split)
-        yield Candidate(record_id, build, guess_lang(report), hint)
+        yield Candidate(record_id, build, guess_lang(report), split)
 
 
 def _images(ctx: ReadContext, row: dict) -> list[str]:

@@ -56,7 +56,8 @@ def read_llava(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
         index, _, row = item
         record_id = str(row["id"]) if row.get("id") not in (None, "") else f"{dataset}-{index}"
         lang = row.get("lang") if isinstance(row.get("lang"), str) else _turns_lang(row)
-        yield Candidate(record_id, partial(_build, ctx, row, record_id, dataset, split), lang)
+        build = partial(_build, ctx, row, record_id, dataset, split)
+        yield Candidate(record_id, build, lang, split)
 
 
 def _turns_lang(row: dict[str, Any]) -> str:

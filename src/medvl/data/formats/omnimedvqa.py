@@ -6,7 +6,7 @@ Each JSON file is a list of ``{"question_id", "dataset", "question_type", "quest
 option is skipped). One file (``Chest CT Scan.json``) spells ``modality_type`` as ``modality``;
 both are accepted and ``meta["modality_type"]`` is always set. The input is the root folder
 holding ``QA_information`` and ``Images`` (or one JSON file inside it); image paths resolve
-against that root.
+against that root. OmniMedVQA is an evaluation-only benchmark: every record is split ``test``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from medvl.data.formats.base import (
     Skipped,
     is_missing,
     letter_for,
-    normalise_split,
     qa_record,
     text_field,
 )
@@ -55,7 +54,7 @@ def qa_files(input_path: Path) -> list[Path]:
 
 def read_omnimedvqa(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     """One candidate per OmniMedVQA question, over every QA file."""
-    split = normalise_split(ctx.split) if ctx.split else "test"
+    split = "test"  # the whole benchmark is a test set; --split only filters
     for path in qa_files(ctx.input):
         access = path.parent.name if path.parent.parent.name == "QA_information" else None
         for item in object_rows(path):
@@ -66,7 +65,7 @@ def read_omnimedvqa(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
             native = row.get("question_id")
             record_id = f"omnimedvqa-{native if not is_missing(native) else f'{path.stem}-{index}'}"
             build = partial(_build, ctx, row, record_id, split, access)
-            yield Candidate(record_id, build, "en")
+            yield Candidate(record_id, build, "en", split)
 
 
 def omnimedvqa_options(row: dict) -> dict[str, str]:

@@ -4,6 +4,11 @@ Columns: ``[index,] Figure_path, Caption, Question, Choice A..Choice D, Answer[,
 [, split]``. Choices carry an ``A:`` prefix (``"A:Diffuse uptake pattern"``), stripped here. The
 gold letter is ``Answer_label`` when present, else ``Answer`` as a letter, a ``B:...`` choice, or
 the text of one choice.
+
+The input is one CSV, whose name gives the split (``test_2.csv`` -> test), or the PMC-VQA
+folder. The folder holds several versions of each split; :data:`PREFERRED` picks the second
+version (``train_2.csv``, ``test_2.csv``: the 2k test set that HuatuoGPT-Vision and MedEvalKit
+score), falling back to ``train.csv``/``test.csv``. Pass a file to read another version.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 from medvl.data.formats.base import (
     Candidate,
@@ -23,11 +29,12 @@ from medvl.data.formats.base import (
     split_label,
     text_field,
 )
-from medvl.data.formats.sources import require_file, table_rows
+from medvl.data.formats.sources import split_files, table_rows
 from medvl.data.record import Record
 
 LETTERS = "ABCD"
 IMAGE_DIRS = ("images", "images_2", "figures")
+PREFERRED = ("train_2.csv", "test_2.csv", "train.csv", "test.csv")
 _PREFIX_RE = re.compile(r"^\s*([A-Da-d])\s*[:.)：]\s*")
 
 
@@ -36,18 +43,25 @@ def strip_choice(text: str) -> str:
     return _PREFIX_RE.sub("", text, count=1).strip()
 
 
+def pmc_files(ctx: ReadContext) -> list[tuple[Path, str]]:
+    """``(file, split)``: the input CSV, or the preferred CSV of each split of the folder."""
+    if ctx.input.is_file():
+        return [(ctx.input, split_label(ctx, ctx.input, "test"))]
+    what = "the PMC-VQA folder (test_2.csv, train_2.csv, images/) or one of its CSV files"
+    return split_files(ctx.input, what, ctx.split, prefer=PREFERRED)
+
+
 def read_pmc_vqa(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
     """One candidate per CSV row."""
-    path = require_file(ctx.input, "a PMC-VQA .csv file")
-    split = split_label(ctx, path, "test")
-    for index, item in enumerate(table_rows(path)):
-        if isinstance(item, Skipped):
-            yield item
-            continue
-        _, row = item
-        native = row.get("index")
-        record_id = f"pmc_vqa-{split}-{native if not is_missing(native) else index}"
-        yield Candidate(record_id, partial(_build, ctx, row, record_id, split))
+    for path, split in pmc_files(ctx):
+        for index, item in enumerate(table_rows(path)):
+            if isinstance(item, Skipped):
+                yield item
+                continue
+            _, row = item
+            native = row.get("index")
+            record_id = f"pmc_vqa-{split}-{native if not is_missing(native) else index}"
+            yield Candidate(record_id, partial(_build, ctx, row, record_id, split), "en", split)
 
 
 def pmc_options(row: dict) -> dict[str, str]:

@@ -118,7 +118,7 @@ def read_sharegpt(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
         record_id = str(row["id"]) if row.get("id") not in (None, "") else f"{dataset}-{index}"
         lang = row.get("lang") if isinstance(row.get("lang"), str) else _lang(row, layout)
         build = partial(_build, ctx, layout, row, record_id, dataset, split)
-        yield Candidate(record_id, build, lang)
+        yield Candidate(record_id, build, lang, split)
 
 
 def _lang(row: dict[str, Any], layout: Layout) -> str:

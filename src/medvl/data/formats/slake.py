@@ -4,6 +4,9 @@ Each record: ``{"img_id", "img_name": "xmlab0/source.jpg", "question", "answer",
 "location", "modality", "answer_type": CLOSED|OPEN, "base_type": vqa|kvqa, "content_type",
 "triple", "qid"}``. Both languages share one file, so ``--lang`` filters on ``q_lang``. CLOSED
 answers are not always yes/no, so ``answer_type`` comes from the file, never from the answer.
+
+The input is the SLAKE folder (``Slake1.0/``: every split file, each with its split; only the
+``--split`` one when given) or one split file, whose name gives the split.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from medvl.data.formats.base import (
     SkipRecord,
     closed_or_open,
     guess_lang,
-    normalise_split,
     qa_record,
     split_label,
     text_field,
@@ -35,17 +37,18 @@ def slake_files(ctx: ReadContext) -> list[tuple[Path, str]]:
     """The (file, split) pairs to read: one file, or the split files of a SLAKE folder."""
     if ctx.input.is_file():
         return [(ctx.input, split_label(ctx, ctx.input, "test"))]
-    wanted = [normalise_split(ctx.split)] if ctx.split else list(SPLIT_FILES)
-    unknown = [s for s in wanted if s not in SPLIT_FILES]
-    if unknown:
-        raise MedvlError(f"SLAKE has no split {unknown[0]!r}; use one of {', '.join(SPLIT_FILES)}")
+    wanted = [ctx.split] if ctx.split else list(SPLIT_FILES)
     files = [
-        (ctx.input / SPLIT_FILES[s], s) for s in wanted if (ctx.input / SPLIT_FILES[s]).is_file()
+        (ctx.input / SPLIT_FILES[s], s)
+        for s in wanted
+        if s in SPLIT_FILES and (ctx.input / SPLIT_FILES[s]).is_file()
     ]
     if not files:
+        names = " / ".join(SPLIT_FILES[s] for s in wanted if s in SPLIT_FILES) or "no file"
         raise MedvlError(
-            f"{ctx.input}: no {' / '.join(SPLIT_FILES[s] for s in wanted)} here; pass the SLAKE "
-            "folder (holding train.json, validation.json, test.json and imgs/) or one of its files"
+            f"{ctx.input}: no {names} here (SLAKE's splits are {', '.join(SPLIT_FILES)}); pass "
+            "the SLAKE folder (holding train.json, validation.json, test.json and imgs/) or one "
+            "of its files"
         )
     return files
 
@@ -61,7 +64,7 @@ def read_slake(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
             qid = row.get("qid")
             record_id = f"slake-{qid}" if qid not in (None, "") else f"slake-{split}-{index}"
             lang = row.get("q_lang") if isinstance(row.get("q_lang"), str) else None
-            yield Candidate(record_id, partial(_build, ctx, row, record_id, split), lang)
+            yield Candidate(record_id, partial(_build, ctx, row, record_id, split), lang, split)
 
 
 def _build(ctx: ReadContext, row: dict, record_id: str, split: str) -> Record:

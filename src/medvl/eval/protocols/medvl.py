@@ -1,0 +1,59 @@
+"""``medvl``: medvl's own strict scoring, the default (:mod:`medvl.eval.scoring` is the authority).
+
+This adapter lets the protocol table list medvl first and lets callers judge one record the
+same way: MCQ through :func:`medvl.eval.extract.extract_choice`, closed questions through
+:func:`medvl.eval.metrics_text.closed_accuracy`, open ones through
+:func:`medvl.eval.metrics_text.exact_match`. It covers every medvl benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from medvl.eval.protocols.base import Judgment, refuse_kind
+
+
+class MedvlProtocol:
+    """medvl's default scoring, for listing and single-record use."""
+
+    name = "medvl"
+    title = "medvl: strict extraction (MCQ rules), yes/no by words, normalised exact match"
+    follows = "medvl itself: medvl.eval.scoring, extract, metrics_text"
+    notes = "The default. Never calls an LLM; every record stays in the denominator."
+
+    @property
+    def benchmarks(self) -> tuple[str, ...]:
+        """Every benchmark medvl defines (looked up now, so this module stays light)."""
+        from medvl.eval.benchmarks import BENCHMARKS
+
+        return tuple(BENCHMARKS)
+
+    def judge(
+        self,
+        *,
+        kind: str,
+        question: str,
+        prediction: str,
+        gold: str,
+        options: Mapping[str, str] | None,
+        lang: str,
+        benchmark: str | None,
+    ) -> Judgment:
+        """medvl's per-record accuracy for this kind."""
+        from medvl.eval.closed import extract_closed
+        from medvl.eval.extract import extract_choice
+        from medvl.eval.metrics_text import closed_accuracy, exact_match
+        from medvl.eval.normalize import normalize_answer
+
+        del question, benchmark
+        prediction = prediction or ""
+        if kind == "mcq" and options:
+            found = extract_choice(prediction, options)
+            return Judgment(float(found.letter == gold), found.letter, found.rule)
+        if kind == "closed":
+            found = extract_closed(prediction, gold)
+            return Judgment(closed_accuracy(prediction, gold, lang=lang), found.answer, found.rule)
+        if kind == "open":
+            correct = exact_match(prediction, gold, lang=lang)
+            return Judgment(correct, normalize_answer(prediction), "exact_match")
+        raise refuse_kind(self, kind, None)
