@@ -313,6 +313,19 @@ def test_eval_score_with_judge_end_to_end_then_fully_cached(stub, tmp_path, caps
     assert not (out / "judge.jsonl").exists() and not (out / "judge_review.csv").exists()
 
 
+def test_scoring_again_without_a_judge_drops_the_old_verdicts(stub, tmp_path, capsys):
+    data, pred = write_run_inputs(tmp_path)
+    out = tmp_path / "run"
+    judge = ["--judge-url", f"{stub.url}/v1", "--judge-model", "judge-stub"]
+    assert score_cli(data, pred, out, *judge) == 0
+    assert (out / "judge.jsonl").exists() and (out / "judge_review.csv").exists()
+    assert score_cli(data, pred, out) == 0
+    assert "judge" not in json.loads((out / "metrics.json").read_text())
+    assert not (out / "judge.jsonl").exists() and not (out / "judge_review.csv").exists()
+    assert "removed judge.jsonl, judge_review.csv" in capsys.readouterr().out
+    assert (out / "judge_cache.jsonl").exists()  # judging again sends nothing
+
+
 def test_a_killed_run_resumes_from_the_cache(stub, tmp_path):
     data, pred = write_run_inputs(tmp_path)
     out = tmp_path / "run"

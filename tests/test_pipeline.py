@@ -110,6 +110,10 @@ def test_eval_step_applies_a_prompt_template_and_scores_the_original_answers(tmp
     assert all(Path(p.images[0]).is_absolute() and Path(p.images[0]).is_file() for p in prompted)
     scored = (run / "ev" / "scores.jsonl").read_text().splitlines()
     assert len(scored) == len(original)
+    metrics = json.loads((run / "ev" / "metrics.json").read_text())
+    assert metrics["settings"]["protocol"]["name"] == "medvl"  # the default, recorded
+    with pytest.raises(MedvlError, match="unknown protocol 'lmms'"):  # before any prediction
+        run_pipeline(load_pipeline(file, ["ev.protocol=lmms"]), echo=lambda _: None)
     with pytest.raises(MedvlError, match="unknown prompt 'cot'"):
         bad = load_pipeline(file, ["ev.prompt=cot"])
         run_pipeline(bad, echo=lambda _: None)

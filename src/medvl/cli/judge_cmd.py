@@ -36,6 +36,7 @@ def add_judge_args(parser: argparse.ArgumentParser) -> None:
 def judge_run_folder(args: argparse.Namespace, out: Path, data: Path) -> None:
     """Judge the scored run folder ``out`` when --judge-url is given, and print the result."""
     if not getattr(args, "judge_url", None):
+        _drop_stale_verdicts(out)
         return
     from medvl.eval.judge import JudgeConfig, run_judge
     from medvl.eval.report import fmt_estimate
@@ -67,3 +68,16 @@ def judge_run_folder(args: argparse.Namespace, out: Path, data: Path) -> None:
         f"({judge['rule_protocol']} rule)"
     )
     print(f"  judge verdicts: {done.verdicts_path}; review sample: {done.review_path}")
+
+
+def _drop_stale_verdicts(out: Path) -> None:
+    """Scoring again without a judge wrote a metrics.json with no judge section: verdict files
+    of an earlier judge run would no longer match it, so they go (the cache stays, so judging
+    again sends no request)."""
+    stale = [out / name for name in ("judge.jsonl", "judge_review.csv") if (out / name).exists()]
+    for path in stale:
+        path.unlink()
+    if stale:
+        print(
+            f"  removed {', '.join(p.name for p in stale)} of an earlier judge run (no --judge-url)"
+        )

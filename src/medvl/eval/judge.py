@@ -103,6 +103,7 @@ class Item:
     prediction: str | None
     rule: float | None
     key: str
+    cluster: str | None = None  # the scores row's resampling cluster (image/patient)
 
 
 # ---------------------------------------------------------------- prompt and verdict
@@ -178,7 +179,18 @@ def select_items(
         correct = row.get("correct")
         key = cache_key(question, reference, prediction or "", model)
         rule = float(correct) if correct is not None else None
-        items.append(Item(row["id"], row["kind"], question, reference, prediction, rule, key))
+        items.append(
+            Item(
+                row["id"],
+                row["kind"],
+                question,
+                reference,
+                prediction,
+                rule,
+                key,
+                row.get("cluster"),
+            )
+        )
     return items
 
 
@@ -247,7 +259,13 @@ def _cache_entry(key: str, reply: str | None, model: str) -> dict[str, Any]:
 def _verdict_row(
     item: Item, cache: VerdictCache, refused: Mapping[str, str], asked: Mapping[str, Item]
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": item.id, "kind": item.kind, "key": item.key, "rule": item.rule}
+    row: dict[str, Any] = {
+        "id": item.id,
+        "kind": item.kind,
+        "key": item.key,
+        "rule": item.rule,
+        "cluster": item.cluster,
+    }
     if item.prediction is None:
         return {**row, "verdict": INCORRECT, "reply": None, "source": "no prediction"}
     if item.key in refused:

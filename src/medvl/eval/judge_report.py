@@ -63,10 +63,15 @@ def judge_section(
         "errors": counts.get("error", 0),
         "verdicts": dict(sorted(counts.items())),
         "without_prediction": sum(r.get("source") == "no prediction" for r in rows),
-        "accuracy": estimate(values, settings).to_dict(),
-        "rule_accuracy": estimate(rule, settings).to_dict(),
+        "accuracy": estimate(values, settings, _clusters(judged)).to_dict(),
+        "rule_accuracy": estimate(rule, settings, _clusters(paired)).to_dict(),
         "agreement": {"rule": "correct", **binary_agreement(rule, verdicts)},
     }
+
+
+def _clusters(rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Each row's resampling cluster (the image or patient of its scores row; else its id)."""
+    return [row.get("cluster") or row["id"] for row in rows]
 
 
 def review_rows(

@@ -165,13 +165,15 @@ EVAL_KEYS = frozenset(
 
 def run_eval(step: Step) -> dict[str, Any]:
     """Predict (greedy, batched) and score a canonical JSONL file."""
-    from medvl.eval.scoring import score_files
+    from medvl.eval.scoring import resolve_protocol, score_files
     from medvl.infer.engine import GenerationSettings
     from medvl.infer.hf_engine import HFEngine
     from medvl.infer.predict import predict_file
     from medvl.models.loading import load_model
 
     _check_keys(step, EVAL_KEYS)
+    protocol, bench = _get(step, "protocol", "medvl", str), _get(step, "bench", None, str)
+    resolve_protocol(protocol, bench, _get(step, "metrics", None))  # refuse before predicting
     data = Path(_get(step, "data", kinds=str))
     prompted = _prompted(step, data)
     adapters = (step.params["adapter"],) if step.params.get("adapter") else ()
@@ -186,8 +188,8 @@ def run_eval(step: Step) -> dict[str, Any]:
         step.out,
         metrics=_get(step, "metrics", None),
         breakdown_keys=tuple(_get(step, "breakdown", ())),
-        protocol=_get(step, "protocol", "medvl", str),
-        benchmark=_get(step, "bench", None, str),
+        protocol=protocol,
+        benchmark=bench,
     )
     summary = run.metrics.get("summary", {})
     return {
