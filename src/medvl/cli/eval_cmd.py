@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvl.cli.arglists import comma_list
+from medvl.cli.benches_cmd import add_protocol_arg, run_benches, run_protocols
 from medvl.cli.infer_cmd import (
     _add_generation_args,
     _add_model_args,
@@ -19,14 +21,10 @@ from medvl.cli.infer_cmd import (
     _settings,
 )
 from medvl.cli.judge_cmd import add_judge_args, judge_run_folder
+from medvl.cli.report_cmd import run_report
 
 #: Groups printed per breakdown key in the run summary (the rest are in metrics.json).
 SHOWN_GROUPS = 12
-
-
-def _names(text: str | None) -> list[str]:
-    """``"a, b"`` -> ``["a", "b"]``; None or empty -> []."""
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def register(groups) -> None:
@@ -50,7 +48,7 @@ def register(groups) -> None:
         help="the benchmark the data is (see 'eval benches'): adds its breakdown keys, picks "
         "the protocol's rules for it and names it in metrics.json",
     )
-    _add_protocol_arg(score)
+    add_protocol_arg(score)
     score.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     add_judge_args(score)
@@ -107,28 +105,6 @@ def register(groups) -> None:
     report.set_defaults(func=run_report)
 
 
-def _add_protocol_arg(parser) -> None:
-    parser.add_argument(
-        "--protocol",
-        default="medvl",
-        help="whose rules judge the answers: medvl (default, strict), lmms-eval, vlmevalkit, "
-        "medevalkit, llava-med, medvlm-r1 (see 'medvl eval protocols')",
-    )
-
-
-def run_protocols(args: argparse.Namespace) -> int:
-    from medvl.eval.protocols import list_protocols
-
-    del args
-    for protocol in list_protocols():
-        print(f"{protocol.name:<11} {protocol.title}")
-        print(f"{'':<11} follows: {protocol.follows}")
-        print(f"{'':<11} covers:  {', '.join(protocol.benchmarks)}")
-        print(f"{'':<11} notes:   {protocol.notes}")
-    print("use one: medvl eval score|run ... --protocol NAME (metrics.json records it)")
-    return 0
-
-
 def _register_run(subs) -> None:
     run = subs.add_parser(
         "run",
@@ -161,7 +137,7 @@ def _register_run(subs) -> None:
     run.add_argument("--reconvert", action="store_true", help="convert --data even if cached")
     run.add_argument("--overwrite", action="store_true", help="predict even if cached")
     run.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    _add_protocol_arg(run)
+    add_protocol_arg(run)
     _add_model_args(run, required=False)
     _add_remote_args(run)
     _add_generation_args(run)
@@ -197,14 +173,14 @@ def run_score(args: argparse.Namespace) -> int:
     from medvl.eval.breakdown import BootstrapSettings
     from medvl.eval.scoring import score_files
 
-    keys = _names(args.breakdown)
+    keys = comma_list(args.breakdown)
     if args.bench:
         keys += [k for k in get_benchmark(args.bench).breakdown if k not in keys]
     result = score_files(
         args.data,
         args.pred,
         args.out,
-        metrics=_names(args.metrics) or None,
+        metrics=comma_list(args.metrics) or None,
         breakdown_keys=keys,
         bootstrap=BootstrapSettings(resamples=args.resamples, seed=args.seed),
         protocol=args.protocol,
@@ -245,64 +221,6 @@ def _print_metrics(body: dict[str, Any]) -> None:
         print("  note: duplicated ids keep their first line (listed in metrics.json)")
 
 
-def run_benches(args: argparse.Namespace) -> int:
-    from medvl.eval.benchmarks import BENCHMARKS
-
-    if args.published or args.bench or args.protocol:
-        return _print_published(args.bench, args.protocol)
-    print(f"{'benchmark':<14} {'reads':<32} {'kinds':<19} {'prompt':<13} max tokens")
-    for bench in BENCHMARKS.values():
-        print(
-            f"{bench.name:<14} {bench.reader.label():<32} {bench.kinds:<19} {bench.prompt:<13} "
-            f"{bench.max_new_tokens}"
-        )
-        metrics = ", ".join(bench.metrics) if bench.metrics else "the scorer's default set"
-        print(f"{'':<14} metrics:   {metrics}")
-        print(f"{'':<14} breakdown: {', '.join(bench.breakdown) or '-'}")
-        print(f"{'':<14} reports:   {bench.official}")
-    print("run one: medvl eval run --bench NAME --data PATH --model MODEL [--out DIR]")
-    print("or score predictions you have: medvl eval score --bench NAME --data D --pred P --out O")
-    return 0
-
-
-def _print_published(bench: str | None, protocol: str | None) -> int:
-    """Published scores grouped by benchmark, then each source once with how it scored."""
-    import textwrap
-
-    from medvl.eval.published import published_for, read_published
-
-    table = read_published()
-    scores = published_for(bench, protocol, table=table)
-    if not scores:
-        where = " ".join(f"{k} {v}" for k, v in (("on", bench), ("under", protocol)) if v)
-        print(f"no published scores {where} (all: medvl eval benches --published)")
-        return 0
-    sources = list(dict.fromkeys(s.source for s in scores))
-    print("published scores, in percent as published; a result compares only with numbers")
-    print("under its own protocol (medvl eval run prints them next to its result)")
-    for name, info in table.benchmarks.items():
-        rows = [s for s in scores if s.benchmark == name]
-        if not rows:
-            continue
-        medvl = f"medvl benchmark {name}" if info.medvl_benchmark else "no medvl reader"
-        print(f"{name}: {info.title} ({medvl})")
-        print(f"  {'model':<22} {'protocol':<17} {'metric':<9} {'split':<6} {'value':>6}  source")
-        for s in rows:
-            print(
-                f"  {s.model:<22} {s.protocol:<17} {s.metric:<9} {s.split or '-':<6} "
-                f"{s.percent:>6}  [{sources.index(s.source) + 1}]"
-            )
-            if s.notes:
-                print(f"  {'':<22} note: {s.notes}")
-    print("sources:")
-    for number, source in enumerate(sources, 1):
-        print(f"  [{number}] {source}")
-        notes = next(s.source_notes for s in scores if s.source == source)
-        for line in textwrap.wrap(notes, width=94):
-            print(f"      {line}")
-    return 0
-
-
 def run_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -337,8 +255,8 @@ def run_bench(args: argparse.Namespace) -> int:
         user_template=args.user_template,
         settings=_settings(args),
         limit=args.limit,
-        metrics=tuple(_names(args.metrics)) or None,
-        breakdown=tuple(_names(args.breakdown)),
+        metrics=tuple(comma_list(args.metrics)) or None,
+        breakdown=tuple(comma_list(args.breakdown)),
         image_root=args.image_root,
         reconvert=args.reconvert,
         overwrite=args.overwrite,
@@ -440,7 +358,7 @@ def run_perplexity(args: argparse.Namespace) -> int:
     records = read_records(args.data)[: args.limit]
     check_references(records, args.data, args.data.parent)  # fail fast, before the model loads
     keys = list(DEFAULT_GROUP_KEYS) + [
-        k for k in _names(args.breakdown) if k not in DEFAULT_GROUP_KEYS
+        k for k in comma_list(args.breakdown) if k not in DEFAULT_GROUP_KEYS
     ]
     loaded = load_model(args.model, args.adapter, _load_options(args))
     with tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
@@ -495,86 +413,3 @@ def _print_perplexity(body: dict[str, Any], data: Path, path: Path) -> None:
         if len(groups) > SHOWN_GROUPS:
             print(f"    ... {len(groups) - SHOWN_GROUPS} more in perplexity.json")
     print(f"  written: {path}")
-
-
-def run_report(args: argparse.Namespace) -> int:
-    from medvl.eval.breakdown import BootstrapSettings
-    from medvl.eval.report import build_report, write_report
-
-    report = build_report(
-        args.runs,
-        names=_names(args.names) or None,
-        baseline=args.baseline,
-        settings=BootstrapSettings(
-            resamples=args.resamples, seed=args.seed, cluster_by=args.cluster_by
-        ),
-    )
-    paths = write_report(report, args.out)
-    if report["mode"] == "benchmarks":
-        _print_benchmark_table(report)
-    for comparison in report["comparisons"] or [report]:
-        _print_comparison(comparison, report["mode"] == "benchmarks")
-    for warning in report["warnings"]:
-        print(f"  warning: {warning}")
-    for name, path in paths.items():
-        print(f"  {name}: {path}")
-    return 0
-
-
-def _print_benchmark_table(report: dict[str, Any]) -> None:
-    """The model x benchmark table: headline mean [CI] · protocol per cell, and the average."""
-    from medvl.eval.report import fmt_estimate
-
-    table = report["table"]
-    print(
-        f"{len(table['models'])} model(s) x {len(table['benchmarks'])} benchmarks "
-        "(headline mean [95% CI] · protocol):"
-    )
-    for model in table["models"]:
-        print(f"  {model}")
-        for bench in table["benchmarks"]:
-            cell = table["cells"][model].get(bench)
-            if cell:
-                n = f"n={cell.get('n')} ({cell.get('clusters')} clusters)"
-                print(
-                    f"    {bench:<16} {cell['metric']} {fmt_estimate(cell)} · "
-                    f"{cell['protocol']}  {n}"
-                )
-        avg = table["average"][model]
-        if avg:
-            print(f"    {'average':<16} {avg['metric']} {avg['mean']:.3f} · {avg['protocol']}")
-    for note in table["notes"]:
-        print(f"  note: {note}")
-    for lines in table["published"]["lines"].values():
-        for line in lines:
-            print(f"  {line}")
-
-
-def _print_comparison(comparison: dict[str, Any], named: bool) -> None:
-    """Per run the headline estimate; per test of the headline its delta, raw and Holm p."""
-    from medvl.eval.report import fmt_estimate, fmt_p
-
-    runs = comparison["run_names"]
-    where = f"{comparison['benchmark']}: " if named else ""
-    if len(runs) > 1:
-        print(
-            f"{where}compared {len(runs)} runs on {comparison['pairing']['common_ids']} common "
-            f"ids (baseline {comparison['baseline']})"
-        )
-    headline = comparison["headline"]
-    if headline and (len(runs) > 1 or not named):
-        for name in runs:
-            est = comparison["overall"][headline].get(name)
-            protocol = comparison["protocols"][name]
-            print(f"  {name:<20} {headline} {fmt_estimate(est)} · {protocol}")
-    for test in comparison["tests"]:
-        if test["metric"] == headline:
-            mc = test["mcnemar"]
-            extra = f", McNemar p={fmt_p(mc['p_value'])}" if mc else ""
-            interval = f"[{test['ci_low']:+.3f}, {test['ci_high']:+.3f}]"
-            mark = " (significant)" if test["significant"] else ""
-            print(
-                f"  {test['run']} - {test['baseline']}: {test['delta']:+.3f} {interval}, "
-                f"p={fmt_p(test['p_value'])}, Holm p={fmt_p(test['p_holm'])}{mark}{extra}, "
-                f"{test['clusters']} clusters"
-            )

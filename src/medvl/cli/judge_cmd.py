@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _names(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
+from medvl.cli.arglists import comma_list
 
 
 def add_judge_args(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +43,7 @@ def judge_run_folder(args: argparse.Namespace, out: Path, data: Path) -> None:
         url=args.judge_url,
         model=args.judge_model,
         api_key_env=args.judge_key_env,
-        kinds=tuple(_names(args.judge_kinds)),
+        kinds=tuple(comma_list(args.judge_kinds)),
         sample=args.judge_sample,
         seed=getattr(args, "seed", None) or 0,  # eval run's --seed is for sampling: None
         cache=args.judge_cache,
