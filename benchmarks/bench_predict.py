@@ -65,14 +65,14 @@ def seed_loop(loaded, data: Path, max_new_tokens: int) -> tuple[list[str], float
 def medvl_predict(loaded, data: Path, out: Path, args) -> tuple[dict[str, str], float]:
     from medvl.infer.engine import GenerationSettings
     from medvl.infer.hf_engine import HFEngine
-    from medvl.infer.predict import predict_file, read_predictions
+    from medvl.infer.predict import predict_file, read_prediction_rows
 
     engine = HFEngine(loaded, batch_size=args.batch_size, num_workers=args.workers)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     start = time.perf_counter()
     predict_file(engine, data, out, settings, overwrite=True)
     seconds = time.perf_counter() - start
-    return {row["id"]: row["prediction"] for row in read_predictions(out)}, seconds
+    return {row["id"]: row["prediction"] for row in read_prediction_rows(out)}, seconds
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,21 @@ def test_help_lists_every_command_group(capsys):
         assert f"    {group} " in out or f"    {group}\n" in out, group
 
 
+def test_version_is_the_released_one(capsys):
+    import re
+    from pathlib import Path
+
+    import medvl
+    from medvl.provenance import versions
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    released = re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE).group(1)
+    assert medvl.__version__ == released == versions(("medvl",))["medvl"]
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"medvl {released}"
+
+
 def test_validate_reports_bad_line_with_exit_2_and_no_traceback(tmp_path):
     good = {
         "id": "a",
@@ -77,16 +92,3 @@ def test_validate_flags_missing_and_tiny_images(tmp_path):
     assert "field 'images[0]'" in result.stdout and "20x60 px" in result.stdout
     assert "field 'images[1]'" in result.stdout and "not found" in result.stdout
     assert run_cli("data", "validate", "--no-images", str(path)).returncode == 0
-
-
-def test_a_planned_command_says_what_is_missing(capsys):
-    import argparse
-
-    from medvl.cli.planned_cmd import add_planned
-    from medvl.errors import NotBuiltError
-
-    parser = argparse.ArgumentParser()
-    add_planned(parser.add_subparsers(), "later", "a future job", "future", "later")
-    args = parser.parse_args(["later", "x"])
-    with pytest.raises(NotBuiltError, match="'medvl later' is not built yet: the future part"):
-        args.func(args)

@@ -87,3 +87,76 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 def test_override_needs_equals_sign():
     with pytest.raises(ConfigError, match="must look like key=value"):
         apply_overrides({}, ["lr"])
+
+
+def test_every_recipe_field_has_help_text():
+    from medvl.train.grpo_config import GRPOConfig
+    from medvl.train.sft_config import SFTConfig
+    from medvl.train.training_config import fields_without_help
+
+    assert fields_without_help(SFTConfig) == []
+    assert fields_without_help(GRPOConfig) == []
+
+
+def test_shared_training_fields_are_declared_once():
+    import dataclasses
+
+    from medvl.train.grpo_config import GRPOConfig
+    from medvl.train.sft_config import SFTConfig
+    from medvl.train.training_config import TrainingSection
+
+    shared = {f.name for f in dataclasses.fields(TrainingSection)}
+    assert issubclass(SFTConfig, TrainingSection) and issubclass(GRPOConfig, TrainingSection)
+    assert not shared & set(SFTConfig.__annotations__)
+    # GRPO restates only the defaults it changes (help text and checks stay shared)
+    grpo_defaults = {"learning_rate", "batch_size", "warmup_ratio", "scheduler", "logging_steps"}
+    assert shared & set(GRPOConfig.__annotations__) == grpo_defaults
+    sft = {f.name for f in dataclasses.fields(SFTConfig)} - shared
+    grpo = {f.name for f in dataclasses.fields(GRPOConfig)} - shared
+    assert sft & grpo == {"data"}  # the one shared name whose type differs
+
+
+TRAINING = ["model=m", "data.train=t.jsonl", "output_dir=o"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("learning_rate=0", "learning_rate must be positive, got 0.0; e.g. learning_rate=1e-4"),
+        ("batch_size=0", "batch_size and grad_accum must be >= 1, got 0 and 1"),
+        ("grad_accum=0", "batch_size and grad_accum must be >= 1, got 8 and 0"),
+        ("max_steps=0", "max_steps is 0; use -1 (train for `epochs`) or a positive count"),
+        ("epochs=0", "epochs is 0.0: nothing to train; set epochs > 0"),
+        ("warmup_ratio=-0.1", "warmup_ratio must be >= 0"),
+        ("weight_decay=-1", "weight_decay must be >= 0"),
+        ("max_grad_norm=-1", "max_grad_norm must be >= 0 (0: no clipping)"),
+        ("save_steps=0", "logging_steps and save_steps must be >= 1"),
+        ("save_total_limit=0", "save_total_limit is 0; keep >= 1 checkpoint, or null"),
+        ("lora.dropout=1.0", "lora.dropout must be in [0, 1)"),
+        ("lora.r=0", "lora.r must be >= 1, got 0"),
+    ],
+)
+def test_training_section_range_checks_name_the_field_and_fix(override, message):
+    from medvl.train.sft_config import SFTConfig
+
+    with pytest.raises(ConfigError) as info:
+        load_config(SFTConfig, None, [*TRAINING, override])
+    assert message in str(info.value)
+
+
+def test_epochs_may_be_zero_when_max_steps_is_set():
+    from medvl.train.sft_config import SFTConfig
+
+    assert load_config(SFTConfig, None, [*TRAINING, "epochs=0", "max_steps=5"]).max_steps == 5
+
+
+def test_training_arguments_are_shared_and_specific_keywords_win():
+    from medvl.train.arguments import training_arguments
+    from medvl.train.sft_config import SFTConfig
+
+    cfg = load_config(SFTConfig, None, [*TRAINING, "grad_accum=4", "precision=fp32"])
+    args = training_arguments(cfg, report_to="none", seed=7)
+    assert args["output_dir"] == str(Path("o") / "checkpoints")
+    assert args["gradient_accumulation_steps"] == 4 and args["data_seed"] == cfg.seed
+    assert args["bf16"] is False and args["fp16"] is False
+    assert args["report_to"] == "none" and args["seed"] == 7

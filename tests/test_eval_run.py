@@ -21,8 +21,9 @@ from medvl.errors import ConfigError, MedvlError
 from medvl.eval.benchmarks import BENCHMARKS, get_benchmark
 from medvl.eval.breakdown import DEFAULT_KEYS, BootstrapSettings
 from medvl.eval.prompts import REASONING_TEMPLATE, TEMPLATES, resolve_prompt
-from medvl.eval.runner import ModelSpec, RunConfig, run_benchmark
+from medvl.eval.runner import RunConfig, run_benchmark
 from medvl.infer.engine import GenerationSettings
+from medvl.infer.factory import EngineSpec
 from medvl.infer.hf_engine import HFEngine
 from medvl.models.loading import load_model
 
@@ -424,16 +425,16 @@ def test_limit_then_full_run_resumes_the_cache(engine, tmp_path):
     assert len(cache.read_text().splitlines()) == 3 == full.metrics["n_records"]
 
 
-def test_model_is_not_loaded_when_everything_is_cached(engine, model_dir, tmp_path):
+def test_model_is_not_loaded_when_everything_is_cached(engine, model_dir, tmp_path, monkeypatch):
     data, out = pmc_vqa(tmp_path), tmp_path / "out"
     run_api(engine, "pmc_vqa", data, out, settings=FAST)
 
-    class NoLoad(ModelSpec):
-        def open(self):
-            raise AssertionError("the model was loaded although every prediction is cached")
+    def no_load(spec):
+        raise AssertionError("the model was loaded although every prediction is cached")
 
+    monkeypatch.setattr("medvl.eval.runner.open_engine", no_load)
     config = RunConfig(bench="pmc_vqa", data=data, out=out, settings=FAST, bootstrap=BOOT)
-    result = run_benchmark(config, NoLoad(model=str(model_dir)))
+    result = run_benchmark(config, EngineSpec(model=str(model_dir)))
     assert result.cached and result.run["cache"]["reused"] == 2
 
 
@@ -525,11 +526,11 @@ def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys):
 def test_canonical_benchmarks_refuse_other_formats(tmp_path):
     config = RunConfig(bench="custom", data=pmc_vqa(tmp_path), out=tmp_path / "o")
     with pytest.raises(MedvlError, match="not canonical JSONL"):
-        run_benchmark(config, ModelSpec(model="unused"))
+        run_benchmark(config, EngineSpec(model="unused"))
     records = read_records(custom(tmp_path))
     zh_only = tmp_path / "zh.jsonl"
     write_records(zh_only, [r.__class__.from_dict({**r.to_dict(), "lang": "zh"}) for r in records])
     with pytest.raises(MedvlError, match="none of its 2 records is in slake"):
         run_benchmark(
-            RunConfig(bench="slake", data=zh_only, out=tmp_path / "p"), ModelSpec(model="x")
+            RunConfig(bench="slake", data=zh_only, out=tmp_path / "p"), EngineSpec(model="x")
         )

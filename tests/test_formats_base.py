@@ -17,10 +17,11 @@ from medvl.data.formats.base import (
     guess_split,
     letter_for,
     normalise_image_path,
-    output_path,
 )
 from medvl.data.formats.sources import json_rows, table_rows
 from medvl.data.jsonl import read_records
+from medvl.data.paths import output_path, rebase_images
+from medvl.data.record import Record
 from medvl.errors import ConfigError, MedvlError, UnknownNameError
 
 
@@ -135,6 +136,24 @@ def test_image_paths_are_normalised_and_rebased(tmp_path):
     with pytest.raises(SkipRecord, match="image not found"):
         ctx.image("images/test/b.jpg")
     assert output_path(Path("/usr/share/x.png"), tmp_path) == "/usr/share/x.png"
+
+
+def test_rebase_images_keeps_paths_right_from_the_new_folder(tmp_path):
+    image = png(tmp_path / "data" / "images" / "a.png")
+    turns = [{"role": "user", "content": "<image>\nWhat?"}, {"role": "assistant", "content": "x"}]
+    records = [
+        Record(
+            id="a", dataset="d", split="test", lang="en", images=["images/a.png"], messages=turns
+        )
+    ]
+    # relative to the new folder where the two share one, as a converter writes them
+    assert rebase_images(records, tmp_path / "data", tmp_path / "out")[0].images == [
+        "../data/images/a.png"
+    ]
+    assert rebase_images(records, tmp_path / "data", tmp_path)[0].images == ["data/images/a.png"]
+    # None: absolute, for records read from another folder than their file's
+    assert rebase_images(records, tmp_path / "data", None)[0].images == [str(image.resolve())]
+    assert records[0].images == ["images/a.png"]  # the originals are left alone
 
 
 def test_small_helpers():

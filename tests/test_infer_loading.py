@@ -16,9 +16,12 @@ from medvl.errors import ConfigError
 from medvl.models.loading import (
     LoadOptions,
     ModelLoadError,
+    dtype_name,
     load_model,
     model_fingerprint,
     processor_source,
+    resolve_dtype,
+    training_dtype,
 )
 
 
@@ -50,6 +53,20 @@ def test_bad_paths_and_options_say_what_to_do(tiny_model_dirs, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ModelLoadError, match="no CUDA GPU"):
             load_model(tiny_model_dirs("qwen2_vl"), options=LoadOptions(device="cuda"))
+
+
+def test_dtype_resolution_for_inference_and_training():
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("bf16", "cpu") == torch.bfloat16
+    assert training_dtype("fp16") == torch.float16 and training_dtype("fp32") == torch.float32
+    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    # training never picks fp16 on its own: auto is bf16 where the GPU has it, else fp32
+    assert training_dtype("auto") == (torch.bfloat16 if cuda_bf16 else torch.float32)
+    assert [dtype_name(training_dtype(p)) for p in ("bf16", "fp16", "fp32")] == [
+        "bf16",
+        "fp16",
+        "fp32",
+    ]
 
 
 def test_dtype_attention_and_pixel_budget(tiny_model_dirs):

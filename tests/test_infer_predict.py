@@ -14,7 +14,7 @@ from medvl.data.jsonl import read_records, write_records
 from medvl.data.record import Record
 from medvl.infer.engine import Engine, GenerationSettings
 from medvl.infer.hf_engine import HFEngine
-from medvl.infer.predict import PredictionFileError, predict_file, read_predictions
+from medvl.infer.predict import PredictionFileError, predict_file, read_prediction_rows
 from medvl.models.loading import load_model
 
 SETTINGS = GenerationSettings(max_new_tokens=4)
@@ -70,7 +70,7 @@ class Killed(Engine):
 def test_bad_image_is_an_error_entry_and_the_rest_proceed(engine, data, tmp_path):
     out = tmp_path / "pred.jsonl"
     summary = predict_file(engine, data, out, SETTINGS)
-    rows = read_predictions(out)
+    rows = read_prediction_rows(out)
     assert [r["id"] for r in rows] == [r.id for r in read_records(data)]  # data order at the end
     bad = next(r for r in rows if r["id"] == "bad")
     assert bad["prediction"] is None and "broken.png" in bad["error"]
@@ -93,7 +93,7 @@ def test_killed_run_keeps_whole_batches_and_rerun_completes(engine, data, tmp_pa
     assert 1 <= len(first) <= 4  # the failed-image entry and/or whole batches of 2
     out.write_text(text + '{"id": "phantom-0', encoding="utf-8")  # a write cut by the kill
     summary = predict_file(engine, data, out, SETTINGS)
-    rows = read_predictions(out)
+    rows = read_prediction_rows(out)
     ids = [r["id"] for r in rows]
     assert sorted(ids) == sorted(r.id for r in read_records(data)) and len(set(ids)) == len(ids)
     assert out.read_text(encoding="utf-8").endswith("}\n")
@@ -106,7 +106,7 @@ def test_killed_run_keeps_whole_batches_and_rerun_completes(engine, data, tmp_pa
 def test_rerun_skips_everything_done_and_retries_errors(engine, data, tmp_path):
     out = tmp_path / "pred.jsonl"
     predict_file(engine, data, out, SETTINGS, limit=3)
-    assert len(read_predictions(out)) == 3
+    assert len(read_prediction_rows(out)) == 3
     summary = predict_file(engine, data, out, SETTINGS)
     assert summary.skipped + summary.written == 8
     again = predict_file(engine, data, out, SETTINGS)
@@ -123,7 +123,7 @@ def test_resume_refuses_other_settings_or_garbage(engine, data, tmp_path):
     summary = predict_file(
         engine, data, out, GenerationSettings(max_new_tokens=5), limit=1, overwrite=True
     )
-    assert summary.skipped == 0 and len(read_predictions(out)) == 1
+    assert summary.skipped == 0 and len(read_prediction_rows(out)) == 1
     out.write_text("not json\n" + out.read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(PredictionFileError, match=r"pred.jsonl:1: not a prediction line"):
         predict_file(engine, data, out, GenerationSettings(max_new_tokens=5))
@@ -148,7 +148,7 @@ def test_cli_predict_writes_and_resumes(tiny_model_dirs, data, tmp_path, capsys)
     assert "5 predicted (1 errors), 0 already there, 8 records" in capsys.readouterr().out
     assert main(argv) == 0
     assert "4 predicted (1 errors), 4 already there, 8 records" in capsys.readouterr().out
-    rows = read_predictions(out)
+    rows = read_prediction_rows(out)
     assert len(rows) == 8 and {r["settings"]["max_new_tokens"] for r in rows} == {3}
     assert main([*argv[:-2], "--max-new-tokens", "3", "--load-4bit"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 
 from medvl.cli.main import main
 from medvl.errors import ConfigError, MedvlError
-from medvl.pipeline.runner import plan, run_pipeline
+from medvl.pipeline.runner import DONE, plan, run_pipeline
 from medvl.pipeline.spec import load_pipeline
 from medvl.pipeline.steps import headline_table
 
@@ -70,7 +70,7 @@ def test_bad_pipelines_name_the_problem(tmp_path):
     file = tmp_path / "bad.yaml"
     file.write_text("steps:\n  - {name: a, kind: bake}\n")
     with pytest.raises(ConfigError, match="unknown kind 'bake'; kinds: phantom"):
-        load_pipeline(file)
+        plan(load_pipeline(file))
     file.write_text(
         "steps:\n  - {name: a, kind: tiny, with: {family: '${later}'}}\n"
         "  - {name: later, kind: phantom}\n"
@@ -96,18 +96,19 @@ def test_eval_step_applies_a_prompt_template_and_scores_the_original_answers(tmp
     run_pipeline(load_pipeline(file), echo=lambda _: None)
     run = tmp_path / "run"
     original = read_records(run / "data" / "test.jsonl")
-    prompted = read_records(run / "ev" / "prompted-short_answer.jsonl")
-    assert [r.id for r in prompted] == [r.id for r in original]
-    english = [p for p, r in zip(prompted, original, strict=True) if r.lang == "en"]
-    assert english and all(
-        p.messages[0].content == "Be brief."
-        and [m for m in p.messages if m.role == "user"][-1].content.endswith(
-            "Answer the question using a single word or phrase."
-        )
-        for p in english
-        if p.question_type != "report" and not p.options
+    rows = [json.loads(line) for line in (run / "ev" / "predictions.jsonl").open()]
+    assert [row["id"] for row in rows] == [r.id for r in original]
+    prompts = [
+        row["prompt"]
+        for row, r in zip(rows, original, strict=True)
+        if r.lang == "en" and r.question_type != "report" and not r.options
+    ]
+    assert prompts and all(
+        "Be brief." in prompt and "Answer the question using a single word or phrase." in prompt
+        for prompt in prompts
     )
-    assert all(Path(p.images[0]).is_absolute() and Path(p.images[0]).is_file() for p in prompted)
+    described = json.loads((run / "ev" / "run.json").read_text())["prompt"]
+    assert (described["name"], described["system"]) == ("short_answer", "Be brief.")
     scored = (run / "ev" / "scores.jsonl").read_text().splitlines()
     assert len(scored) == len(original)
     metrics = json.loads((run / "ev" / "metrics.json").read_text())
@@ -117,6 +118,29 @@ def test_eval_step_applies_a_prompt_template_and_scores_the_original_answers(tmp
     with pytest.raises(MedvlError, match="unknown prompt 'cot'"):
         bad = load_pipeline(file, ["ev.prompt=cot"])
         run_pipeline(bad, echo=lambda _: None)
+
+
+def test_a_killed_eval_step_resumes_from_its_prediction_cache(tmp_path):
+    file = tmp_path / "resume.yaml"
+    file.write_text(
+        f"name: resume\nworkdir: {tmp_path / 'run'}\nsteps:\n"
+        "  - {name: data, kind: phantom, with: {n: 24, seed: 2}}\n"
+        "  - {name: base, kind: tiny, with: {family: qwen2_vl}}\n"
+        '  - {name: ev, kind: eval, with: {model: "${base}", data: "${data}/test.jsonl",\n'
+        "      max_new_tokens: 2}}\n"
+    )
+    run_pipeline(load_pipeline(file), echo=lambda _: None)
+    step = tmp_path / "run" / "ev"
+    cache = Path(json.loads((step / "run.json").read_text())["cache"]["path"])
+    lines = cache.read_text().splitlines()
+    assert len(lines) >= 2
+    (step / DONE).unlink()  # killed while predicting the second record:
+    cache.write_text(f"{lines[0]}\n{lines[1][:20]}")
+    resumed = run_pipeline(load_pipeline(file), echo=lambda _: None)
+    assert set(resumed.seconds) == {"ev"}
+    again = json.loads((step / "run.json").read_text())["cache"]
+    assert again["status"] == "resumed" and again["path"] == str(cache)
+    assert (again["reused"], again["predicted"]) == (1, len(lines) - 1)
 
 
 def test_headline_table_keeps_multiple_choice_apart_from_closed_accuracy() -> None:

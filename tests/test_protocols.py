@@ -40,7 +40,15 @@ def judge(name, prediction, gold, *, kind="closed", options=None, bench=None, la
 
 def test_registry_lists_medvl_first_and_every_protocol_is_complete():
     names = [p.name for p in list_protocols()]
-    assert names == ["medvl", "lmms-eval", "vlmevalkit", "medevalkit", "llava-med", "medvlm-r1"]
+    assert names == [
+        "medvl",
+        "lmms-eval",
+        "vlmevalkit",
+        "medevalkit",
+        "llava-med",
+        "medvlm-r1",
+        "huatuogpt-vision",
+    ]
     for protocol in PROTOCOLS.values():
         assert isinstance(protocol, ScoringProtocol)
         assert protocol.title and protocol.follows and protocol.notes and protocol.benchmarks

@@ -18,7 +18,7 @@ from medvl.data.jsonl import write_records
 from medvl.data.record import Record
 from medvl.errors import MedvlError, RecordError, UnknownNameError
 from medvl.eval.breakdown import BootstrapSettings
-from medvl.eval.scoring import Metric, read_predictions, record_kind, score_files, status_of
+from medvl.eval.scoring import Metric, read_prediction_texts, record_kind, score_files, status_of
 
 
 @dataclass(frozen=True)
@@ -234,13 +234,13 @@ def test_bad_prediction_lines_name_file_and_line(tmp_path):
         '{"id": "a", "prediction": "x"}\n{"id": "b", "prediction": \n', encoding="utf-8"
     )
     with pytest.raises(RecordError, match=rf"{re.escape(str(path))}:2: not valid JSON"):
-        read_predictions(path)
+        read_prediction_texts(path)
     path.write_text('{"prediction": "x"}\n', encoding="utf-8")
     with pytest.raises(RecordError, match=r":1: no 'id'"):
-        read_predictions(path)
+        read_prediction_texts(path)
     path.write_text('{"id": "a", "answer": "x"}\n', encoding="utf-8")
     with pytest.raises(RecordError, match="no prediction text"):
-        read_predictions(path)
+        read_prediction_texts(path)
 
 
 def test_predict_output_with_errors_and_aliases(tmp_path):
@@ -251,7 +251,7 @@ def test_predict_output_with_errors_and_aliases(tmp_path):
             {"question_id": 7, "text": "B"},
         ],
     )
-    preds = read_predictions(path)
+    preds = read_prediction_texts(path)
     assert preds.texts == {"a": None, "7": "B"} and preds.errors == {"a": "CUDA out of memory"}
     assert status_of("a", preds) == ("", "error") and status_of("7", preds) == ("B", "ok")
     assert status_of("zz", preds) == (None, "missing")

@@ -150,5 +150,5 @@ def test_cli_scores_under_a_protocol_and_lists_them(slake_run, tmp_path, capsys)
     assert main(["eval", "protocols"]) == 0
     listing = capsys.readouterr().out
     for name in EXPECTED:
-        assert listing.count(f"{name} ") >= 1
+        assert f"\n{name}: " in f"\n{listing}"
     assert main([*args, "--protocol", "nope"]) == 2

@@ -197,7 +197,7 @@ def test_non_finite_loss_names_step_and_ids():
 def test_dummy_vision_forward_touches_the_tower_without_changing_the_loss(family, tiny_model_dirs):
     from transformers import AutoModelForImageTextToText
 
-    from medvl.train.mixed_batches import dummy_vision_loss
+    from medvl.train.zero3_guard import dummy_vision_loss
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dirs(family))
     extra = dummy_vision_loss(model)
@@ -218,3 +218,65 @@ def test_a_stage_can_start_from_an_adapter(tiny_model_dirs, phantom_dir, tmp_pat
     assert adapter["base_model_name_or_path"] == str(second.output_dir / "base")
     loaded = load_model(second.output_dir)  # base resolved from the adapter, merged weights
     assert loaded.base == str(second.output_dir / "base")
+
+
+def _toy_trainer(tmp_path, lengths, *overrides):
+    """A MedvlSFTTrainer on a one-layer toy model, enough to drive its hooks directly."""
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from medvl.train.arguments import training_arguments
+    from medvl.train.callbacks import ThroughputCallback
+    from medvl.train.sft_trainer import MedvlSFTTrainer, SFTRunState
+
+    class ToyLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(16, 16)
+
+        def forward(self, input_ids, **kwargs):
+            return SimpleNamespace(logits=self.embed(input_ids))
+
+    cfg = load_config(
+        SFTConfig,
+        None,
+        ["model=m", "data.train=t.jsonl", f"output_dir={tmp_path}", "batch_size=2", *overrides],
+    )
+    return MedvlSFTTrainer(
+        model=ToyLM(),
+        args=TrainingArguments(**training_arguments(cfg, report_to=[])),
+        train_dataset=list(range(len(lengths))),
+        data_collator=lambda indices: {"index": torch.tensor(indices)},
+        state=SFTRunState(cfg, spec=None, throughput=ThroughputCallback(), lengths=lengths),
+    )
+
+
+def test_the_trainer_uses_the_epoch_seeded_sampler(tmp_path):
+    """``_get_train_sampler`` is private: this fails if transformers stops calling it."""
+    from medvl.train.sft_trainer import EpochLengthGroupedSampler
+
+    lengths = [5, 50, 7, 30, 12, 3, 40, 9, 22, 17]
+    trainer = _toy_trainer(tmp_path, lengths)
+    order = [i for batch in trainer.get_train_dataloader() for i in batch["index"].tolist()]
+    assert order == list(EpochLengthGroupedSampler(2, lengths, seed=trainer.args.seed))
+    assert sorted(order) == list(range(len(lengths)))
+    again = EpochLengthGroupedSampler(2, lengths, seed=trainer.args.seed)
+    again.set_epoch(1)
+    again.set_epoch(0)  # a resumed run replays an epoch's order from (seed, epoch) alone
+    assert list(again) == order
+
+
+@pytest.mark.parametrize("average", ["sample", "square"])
+def test_weighted_loss_is_scaled_for_accumulation_by_the_trainer(average, tmp_path):
+    from medvl.train.loss import weighted_lm_loss
+
+    trainer = _toy_trainer(tmp_path, [4, 4], f"loss_average={average}", "grad_accum=2")
+    ids = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 0]])
+    labels = torch.tensor([[-100, -100, 3, 4, 5], [-100, 7, 8, -100, -100]])
+    with torch.no_grad():
+        expected = weighted_lm_loss(trainer.model(ids).logits, labels, None, average)
+    trainer.current_gradient_accumulation_steps = 2
+    inputs = {"input_ids": ids, "labels": labels, "sample_ids": ["a", "b"]}
+    loss = trainer.training_step(trainer.model, inputs, num_items_in_batch=torch.tensor(5))
+    assert loss.item() == pytest.approx(expected.item() / 2, rel=1e-6)

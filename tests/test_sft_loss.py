@@ -10,9 +10,9 @@ import torch
 from test_sft_packing import load_model, make_samples
 
 from medvl.config import load_config
+from medvl.data.features import IGNORE_INDEX
 from medvl.errors import ConfigError
 from medvl.train.collate import PackingCollator, PaddingCollator
-from medvl.train.features import IGNORE_INDEX
 from medvl.train.loss import sample_index, token_weights, weighted_lm_loss
 from medvl.train.sft_config import SFTConfig
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+from medvl.data.features import IGNORE_INDEX, FeatureBuilder
 from medvl.data.record import Record
 from medvl.train.collate import PackingCollator, PaddingCollator, balance_rows
-from medvl.train.features import IGNORE_INDEX, FeatureBuilder
 
 QUESTIONS = [
     ("Is there a nodule?", "yes", (112, 84)),

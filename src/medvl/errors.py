@@ -27,7 +27,3 @@ class UnknownNameError(MedvlError):
     def __init__(self, kind: str, name: str, allowed: list[str] | tuple[str, ...]):
         self.kind, self.name, self.allowed = kind, name, list(allowed)
         super().__init__(f"unknown {kind} {name!r}; allowed values: {', '.join(self.allowed)}")
-
-
-class NotBuiltError(MedvlError):
-    """A command or feature that exists in the plan but is not implemented yet."""

@@ -11,7 +11,7 @@ def add_protocol_arg(parser) -> None:
         "--protocol",
         default="medvl",
         help="whose rules judge the answers: medvl (default, strict), lmms-eval, vlmevalkit, "
-        "medevalkit, llava-med, medvlm-r1 (see 'medvl eval protocols')",
+        "medevalkit, llava-med, medvlm-r1, huatuogpt-vision (see 'medvl eval protocols')",
     )
 
 
@@ -20,10 +20,10 @@ def run_protocols(args: argparse.Namespace) -> int:
 
     del args
     for protocol in list_protocols():
-        print(f"{protocol.name:<11} {protocol.title}")
-        print(f"{'':<11} follows: {protocol.follows}")
-        print(f"{'':<11} covers:  {', '.join(protocol.benchmarks)}")
-        print(f"{'':<11} notes:   {protocol.notes}")
+        print(f"{protocol.name}: {protocol.title}")
+        print(f"  follows: {protocol.follows}")
+        print(f"  covers:  {', '.join(protocol.benchmarks)}")
+        print(f"  notes:   {protocol.notes}")
     print("use one: medvl eval score|run ... --protocol NAME (metrics.json records it)")
     return 0
 

@@ -85,11 +85,12 @@ def register(subs) -> None:
 
 def run_classify(args: argparse.Namespace) -> int:
     from medvl.data.jsonl import read_records, write_records
+    from medvl.data.paths import rebase_images
     from medvl.data.taxonomy import classify_records
     from medvl.fileio import atomic_write_json
 
     records, summary = classify_records(read_records(args.file), use_labels=not args.rules_only)
-    write_records(args.out, records)
+    write_records(args.out, rebase_images(records, args.file.parent, args.out.parent))
     print(f"classified {summary['n']} records -> {args.out}")
     for question_type, by_answer in sorted(summary["counts"].items()):
         cells = ", ".join(f"{k} {v}" for k, v in sorted(by_answer.items()))
@@ -104,6 +105,7 @@ def run_classify(args: argparse.Namespace) -> int:
 def run_leakage(args: argparse.Namespace) -> int:
     from medvl.data.jsonl import read_records, write_records
     from medvl.data.leakage import filter_test, find_leakage
+    from medvl.data.paths import rebase_images
     from medvl.fileio import atomic_write_json
 
     train, test = read_records(args.train), read_records(args.test)
@@ -124,7 +126,9 @@ def run_leakage(args: argparse.Namespace) -> int:
         print(f"  report: {args.report}")
     if args.out_filtered:
         kept = filter_test(test, report)
-        write_records(args.out_filtered, kept)
+        write_records(
+            args.out_filtered, rebase_images(kept, args.test.parent, args.out_filtered.parent)
+        )
         print(f"  filtered test set ({len(kept)} of {len(test)} kept): {args.out_filtered}")
     return 0
 
@@ -137,8 +141,8 @@ def run_stats(args: argparse.Namespace) -> int:
     records = read_records(args.file)
     token_counts = None
     if args.model:
-        from medvl.data.tokens import load_token_counter
         from medvl.data.validate import validate_jsonl
+        from medvl.models.processing import load_token_counter
 
         counter, _ = load_token_counter(args.model)
         result = validate_jsonl(args.file, counter=counter)
@@ -171,6 +175,7 @@ def parse_fractions(text: str) -> dict[str, float]:
 def run_split(args: argparse.Namespace) -> int:
     from medvl.data.jsonl import read_records, write_records
     from medvl.data.leakage import ImageHasher
+    from medvl.data.paths import rebase_images
     from medvl.data.split import (
         check_split_leakage,
         raise_on_leaks,
@@ -203,7 +208,7 @@ def run_split(args: argparse.Namespace) -> int:
     if not allow_leaks:
         raise_on_leaks(checks)  # before writing: a leaking split is never written by default
     for name, records in result.splits.items():
-        write_records(args.out / f"{name}.jsonl", _rebase(records, base, args.out))
+        write_records(args.out / f"{name}.jsonl", rebase_images(records, base, args.out))
         print(f"  {name:<6} {len(records):>6} records -> {args.out / f'{name}.jsonl'}")
     summary = split_summary(result.splits, stratify)
     print(summary)
@@ -243,22 +248,3 @@ def _print_checks(checks) -> None:
             f"(exact {counts['exact_image']}, near {counts['near_image']}), "
             f"{counts['qa_duplicate']} duplicate question-answer pairs"
         )
-
-
-def _rebase(records, src_dir: Path, out_dir: Path):
-    """Rewrite relative image paths so they stay right from the output folder: relative when the
-    images sit below it, absolute otherwise (a '..' path would escape the dataset root)."""
-    import os
-    from dataclasses import replace
-
-    if src_dir.resolve() == out_dir.resolve():
-        return records
-
-    def moved(path: str) -> str:
-        if Path(path).is_absolute():
-            return path
-        target = (src_dir / path).resolve()
-        relative = os.path.relpath(target, out_dir.resolve())
-        return str(target) if relative.startswith("..") else relative
-
-    return [replace(r, images=[moved(p) for p in r.images]) for r in records]

@@ -133,6 +133,7 @@ def run_formats(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     from medvl.data.jsonl import write_records
+    from medvl.data.paths import rebase_images
     from medvl.data.validate import validate_jsonl
     from medvl.errors import ConfigError
     from medvl.fileio import atomic_write_json
@@ -143,7 +144,7 @@ def run_validate(args: argparse.Namespace) -> int:
         raise ConfigError("--max-length needs --model (a model folder or family) to count tokens")
     counter, exact = None, True
     if args.model is not None:
-        from medvl.data.tokens import load_token_counter
+        from medvl.models.processing import load_token_counter
 
         counter, exact = load_token_counter(
             args.model, min_pixels=args.min_pixels, max_pixels=args.max_pixels
@@ -167,7 +168,9 @@ def run_validate(args: argparse.Namespace) -> int:
             atomic_write_json(args.report, report)
             print(f"  report: {args.report}")
         if args.out_clean:
-            write_records(args.out_clean, result.valid)
+            write_records(
+                args.out_clean, rebase_images(result.valid, path.parent, args.out_clean.parent)
+            )
             print(f"  clean subset ({len(result.valid)} records): {args.out_clean}")
     return 0 if n_problems == 0 else 2
 

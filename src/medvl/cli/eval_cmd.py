@@ -7,20 +7,22 @@ Heavy imports happen inside the command functions, so ``medvl --help`` stays ins
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from medvl.cli.arglists import comma_list
 from medvl.cli.benches_cmd import add_protocol_arg, run_benches, run_protocols
-from medvl.cli.infer_cmd import (
-    _add_generation_args,
-    _add_model_args,
-    _add_remote_args,
-    _load_options,
-    _settings,
-)
 from medvl.cli.judge_cmd import add_judge_args, judge_run_folder
+from medvl.cli.options import (
+    add_generation_args,
+    add_model_args,
+    add_remote_args,
+    engine_spec,
+    generation_settings,
+)
 from medvl.cli.report_cmd import run_report
 
 #: Groups printed per breakdown key in the run summary (the rest are in metrics.json).
@@ -138,9 +140,9 @@ def _register_run(subs) -> None:
     run.add_argument("--overwrite", action="store_true", help="predict even if cached")
     run.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     add_protocol_arg(run)
-    _add_model_args(run, required=False)
-    _add_remote_args(run)
-    _add_generation_args(run)
+    add_model_args(run, required=False)
+    add_remote_args(run)
+    add_generation_args(run)
     add_judge_args(run)
     run.set_defaults(func=run_bench, max_new_tokens=None)
 
@@ -164,7 +166,7 @@ def _register_perplexity(subs) -> None:
         help="extra comma-separated group keys (meta keys, e.g. modality,organ); answer_type, "
         "question_type and lang are always reported",
     )
-    _add_model_args(ppl)
+    add_model_args(ppl)
     ppl.set_defaults(func=run_perplexity)
 
 
@@ -222,30 +224,14 @@ def _print_metrics(body: dict[str, Any]) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from medvl.eval.benchmarks import get_benchmark
     from medvl.eval.breakdown import BootstrapSettings
-    from medvl.eval.runner import ModelSpec, RunConfig, run_benchmark
+    from medvl.eval.runner import RunConfig, run_benchmark
 
     bench = get_benchmark(args.bench)
     if args.max_new_tokens is None:
         args.max_new_tokens = bench.max_new_tokens
-    remote = args.engine == "openai"
-    if remote and not args.base_url:
-        from medvl.errors import ConfigError
-
-        raise ConfigError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
-    spec = ModelSpec(
-        model=args.model,
-        adapters=tuple(args.adapter),
-        base_url=args.base_url if remote else None,
-        api_key=args.api_key,
-        load=None if remote else _load_options(args),
-        batch_size=args.batch_size,
-        workers=args.workers,
-        concurrency=args.concurrency,
-    )
+    spec = engine_spec(args, batch_size=args.batch_size, workers=args.workers)
     config = RunConfig(
         bench=bench.name,
         data=args.data,
@@ -253,7 +239,7 @@ def run_bench(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         system=args.system,
         user_template=args.user_template,
-        settings=_settings(args),
+        settings=generation_settings(args),
         limit=args.limit,
         metrics=tuple(comma_list(args.metrics)) or None,
         breakdown=tuple(comma_list(args.breakdown)),
@@ -263,20 +249,8 @@ def run_bench(args: argparse.Namespace) -> int:
         bootstrap=BootstrapSettings(resamples=args.resamples),
         protocol=args.protocol,
     )
-    bars: list[Any] = []  # made on the first call: a fully cached run shows no bar
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True))
-        bars[0].total = total
-        bars[0].n = done
-        bars[0].refresh()
-
-    try:
+    with _progress_bar() as progress:
         result = run_benchmark(config, spec, progress=progress)
-    finally:
-        for bar in bars:
-            bar.close()
     _print_run(result.run, result.metrics)
     judge_run_folder(args, result.out, Path(result.run["data"]["scored_path"]))
     return 0
@@ -339,54 +313,41 @@ def _print_breakdowns(body: dict[str, Any]) -> None:
 
 
 def run_perplexity(args: argparse.Namespace) -> int:
+    from medvl.eval.perplexity import PerplexityConfig
+    from medvl.eval.perplexity import run_perplexity as score
+
+    spec = engine_spec(args, batch_size=args.batch_size)
+    config = PerplexityConfig(
+        data=args.data,
+        out=args.out,
+        limit=args.limit,
+        breakdown=tuple(comma_list(args.breakdown)),
+    )
+    with _progress_bar() as progress:
+        run = score(config, spec, progress=progress)
+    _print_perplexity(run.body, args.data, run.path)
+    return 0
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr; the bar appears on
+    the first call, so a run with nothing to compute (all cached) shows none."""
     from tqdm import tqdm
 
-    from medvl.data.jsonl import read_records
-    from medvl.errors import ConfigError
-    from medvl.eval.perplexity import (
-        DEFAULT_GROUP_KEYS,
-        answer_perplexity,
-        check_references,
-        perplexity_json,
-    )
-    from medvl.eval.scoring import file_sha256
-    from medvl.fileio import atomic_write_json
-    from medvl.models.loading import load_model
+    bars: list[Any] = []
 
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        raise ConfigError("--batch-size and --limit must be positive numbers")
-    records = read_records(args.data)[: args.limit]
-    check_references(records, args.data, args.data.parent)  # fail fast, before the model loads
-    keys = list(DEFAULT_GROUP_KEYS) + [
-        k for k in comma_list(args.breakdown) if k not in DEFAULT_GROUP_KEYS
-    ]
-    loaded = load_model(args.model, args.adapter, _load_options(args))
-    with tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True))
+        bars[0].total, bars[0].n = total, done
+        bars[0].refresh()
 
-        def progress(done: int, total: int) -> None:
-            bar.total, bar.n = total, done
-            bar.refresh()
-
-        result = answer_perplexity(
-            loaded.model,
-            loaded.processor,
-            records,
-            args.data.parent,
-            batch_size=args.batch_size,
-            progress=progress,
-        )
-    body = perplexity_json(
-        result,
-        records,
-        keys,
-        data={"path": str(args.data), "sha256": file_sha256(args.data), "limit": args.limit},
-        model=loaded.fingerprint(),
-        settings={"batch_size": args.batch_size, "dtype": str(loaded.dtype).removeprefix("torch.")},
-    )
-    path = args.out / "perplexity.json"
-    atomic_write_json(path, body)
-    _print_perplexity(body, args.data, path)
-    return 0
+    try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _print_perplexity(body: dict[str, Any], data: Path, path: Path) -> None:

@@ -12,6 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvl.cli.options import (
+    add_generation_args,
+    add_model_args,
+    add_remote_args,
+    engine_spec,
+    generation_settings,
+)
+
 
 def register(groups) -> None:
     """Add the inference commands."""
@@ -21,106 +29,11 @@ def register(groups) -> None:
     _register_export(groups)
 
 
-# ---------------------------------------------------------------- shared options
-
-
-def _add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model",
-        required=required,
-        help="model folder or hub id (an adapter folder works too: its base is read from it)",
-    )
-    group.add_argument(
-        "--adapter",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="peft adapter folder; repeat to stack (earlier ones are merged first)",
-    )
-    group.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), bf16...")
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    group.add_argument("--attn-implementation", help="sdpa, eager or flash_attention_2")
-    group.add_argument("--min-pixels", type=int, help="smallest image area in pixels")
-    group.add_argument("--max-pixels", type=int, help="largest image area in pixels")
-    quant = group.add_mutually_exclusive_group()
-    quant.add_argument("--load-4bit", action="store_true", help="4-bit weights (CUDA)")
-    quant.add_argument("--load-8bit", action="store_true", help="8-bit weights (CUDA)")
-    group.add_argument(
-        "--trust-remote-code", action="store_true", help="run Python code shipped with the model"
-    )
-
-
-def _add_remote_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("engine")
-    group.add_argument(
-        "--engine", choices=("hf", "openai"), default="hf", help="local model or a server"
-    )
-    group.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://host:8000/v1")
-    group.add_argument("--api-key", help="server API key (default: $OPENAI_API_KEY)")
-    group.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai)")
-
-
-def _add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 256) -> None:
-    group = parser.add_argument_group("generation")
-    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    group.add_argument(
-        "--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples"
-    )
-    group.add_argument("--top-p", type=float, default=1.0)
-    group.add_argument("--top-k", type=int)
-    group.add_argument("--repetition-penalty", type=float, default=1.0)
-    group.add_argument("--seed", type=int, help="sampling seed")
-
-
-def _settings(args: argparse.Namespace) -> Any:
-    from medvl.infer.engine import GenerationSettings
-
-    return GenerationSettings.from_temperature(
-        args.temperature,
-        max_new_tokens=args.max_new_tokens,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        repetition_penalty=args.repetition_penalty,
-        seed=args.seed,
-    )
-
-
-def _load_options(args: argparse.Namespace) -> Any:
-    from medvl.models.loading import LoadOptions
-
-    quantization = "4bit" if args.load_4bit else "8bit" if args.load_8bit else None
-    return LoadOptions(
-        dtype=args.dtype,
-        device=args.device,
-        attn_implementation=args.attn_implementation,
-        min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels,
-        quantization=quantization,
-        trust_remote_code=args.trust_remote_code,
-    )
-
-
 def _engine(args: argparse.Namespace, *, batch_size: int = 1, workers: int | None = None) -> Any:
-    from medvl.errors import ConfigError
+    """The engine of the command's model options, opened (the command closes it)."""
+    from medvl.infer.factory import open_engine
 
-    if getattr(args, "engine", "hf") == "openai":
-        from medvl.infer.openai_engine import OpenAIEngine
-
-        if not args.base_url:
-            raise ConfigError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
-        if args.adapter:
-            raise ConfigError("--adapter is for the local engine; the server loads adapters")
-        return OpenAIEngine(
-            args.base_url, model=args.model, api_key=args.api_key, concurrency=args.concurrency
-        )
-    if not args.model:
-        raise ConfigError("pass --model (a model folder or hub id)")
-    from medvl.infer.hf_engine import HFEngine
-    from medvl.models.loading import load_model
-
-    loaded = load_model(args.model, args.adapter, _load_options(args))
-    return HFEngine(loaded, batch_size=batch_size, num_workers=workers)
+    return open_engine(engine_spec(args, batch_size=batch_size, workers=workers))
 
 
 # ---------------------------------------------------------------- predict
@@ -141,9 +54,9 @@ def _register_predict(groups) -> None:
     parser.add_argument(
         "--keep-errors", action="store_true", help="do not retry records that failed before"
     )
-    _add_model_args(parser, required=False)
-    _add_remote_args(parser)
-    _add_generation_args(parser)
+    add_model_args(parser, required=False)
+    add_remote_args(parser)
+    add_generation_args(parser)
     parser.set_defaults(func=run_predict)
 
 
@@ -152,7 +65,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from medvl.infer.predict import predict_file
 
-    settings = _settings(args)
+    settings = generation_settings(args)
     engine = _engine(args, batch_size=args.batch_size, workers=args.workers)
     bar = tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True)
 
@@ -195,9 +108,9 @@ def _register_chat(groups) -> None:
     )
     parser.add_argument("--image", action="append", default=[], help="image for the first turn")
     parser.add_argument("--system", help="system prompt")
-    _add_model_args(parser, required=False)
-    _add_remote_args(parser)
-    _add_generation_args(parser, max_new_tokens=512)
+    add_model_args(parser, required=False)
+    add_remote_args(parser)
+    add_generation_args(parser, max_new_tokens=512)
     parser.set_defaults(func=run_chat)
 
 
@@ -217,7 +130,7 @@ def run_chat(args: argparse.Namespace) -> int:
     from medvl.errors import MedvlError
     from medvl.infer.chat import COMMANDS, ChatSession, parse_line
 
-    session = ChatSession(_engine(args), _settings(args), system=args.system)
+    session = ChatSession(_engine(args), generation_settings(args), system=args.system)
     for image in args.image:
         session.add_image(image)
     interactive = sys.stdin.isatty()
@@ -276,8 +189,8 @@ def _register_serve(groups) -> None:
     parser.add_argument("--image-root", type=Path, help="allow image file paths under this dir")
     parser.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body")
     parser.add_argument("--max-images", type=int, default=8, help="most images per request")
-    _add_model_args(parser)
-    _add_generation_args(parser, max_new_tokens=512)
+    add_model_args(parser)
+    add_generation_args(parser, max_new_tokens=512)
     parser.set_defaults(func=run_serve)
 
 
@@ -300,7 +213,7 @@ def run_serve(args: argparse.Namespace) -> int:
         image_root=args.image_root,
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_images=args.max_images,
-        defaults=_settings(args),
+        defaults=generation_settings(args),
     )
     print(f"serving {name!r} at http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr)
     run_server(create_app(engine, config), args.host, args.port)

@@ -33,7 +33,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"  {index}. {item.step.name:<14} {item.step.kind:<8} {state}")
         return 0
     started = time.perf_counter()
-    result = run_pipeline(pipeline)
+    result = run_pipeline(pipeline, echo=print)
     print(
         f"pipeline {pipeline.name} finished in {time.perf_counter() - started:.0f} s; "
         f"manifest: {pipeline.workdir / 'manifest.json'}"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medvl.cli.planned_cmd import TRAIN_PLANNED, add_planned
-
 
 def register(groups) -> None:
     """Add the ``train`` group."""
@@ -23,9 +21,6 @@ def register(groups) -> None:
     )
     sft.set_defaults(func=run_sft_command)
     _register_grpo(subs)
-    for name, (help_text, part) in TRAIN_PLANNED.items():
-        if name not in ("sft", "grpo"):
-            add_planned(subs, name, help_text, part, f"train {name}")
 
 
 def run_sft_command(args: argparse.Namespace) -> int:

@@ -27,7 +27,6 @@ against all distinct train hashes (20k x 20k in a second or two, after hashing t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import unicodedata
@@ -47,6 +46,7 @@ from medvl.data.phash import (
     phashes,
 )
 from medvl.data.record import Record
+from medvl.provenance import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ __all__ = [
     "ImageHasher",
     "LeakPair",
     "LeakageReport",
-    "file_sha256",
     "filter_test",
     "find_leakage",
     "hamming",
@@ -70,15 +69,6 @@ __all__ = [
 
 LEAK_KINDS = ("exact_image", "near_image", "qa_duplicate")
 _WARN_FILES = 5  # unreadable files logged as warnings; the rest at debug level
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of the file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

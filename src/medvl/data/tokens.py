@@ -139,30 +139,3 @@ class TokenCounter:
             len(ids) + sum(self.budget.image_tokens(w, h) - 1 for w, h in sizes)
             for ids, sizes in zip(encoded, image_sizes, strict=True)
         ]
-
-
-def load_token_counter(
-    model: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None
-) -> tuple[TokenCounter, bool]:
-    """A counter for a model folder (exact) or a family name; returns ``(counter, exact)``.
-
-    For a family name the image tokens are exact for the released checkpoints' pixel budget,
-    but the text is counted with medvl's tiny tokenizer, so totals are approximate: pass the
-    model folder for exact lengths.
-    """
-    if Path(model).is_dir():
-        return TokenCounter.from_pretrained(
-            model, min_pixels=min_pixels, max_pixels=max_pixels
-        ), True
-    from medvl.models.registry import get_family
-    from medvl.models.tiny import build_processor
-    from medvl.models.tokenizer import build_tokenizer
-
-    spec = get_family(str(model))
-    processor = build_processor(spec, build_tokenizer(spec.name))
-    counter = TokenCounter(
-        processor,
-        min_pixels=min_pixels or spec.default_min_pixels,
-        max_pixels=max_pixels or spec.default_max_pixels,
-    )
-    return counter, False

@@ -17,25 +17,23 @@ the Lingshu and VLMEvalKit tables). It is given only for a row with a cell in ev
 all under one protocol and one headline metric; otherwise it is left empty and the table's note
 says why. It has no interval.
 
-Published numbers under the same protocol are listed under the table through
-:func:`published_lines`, a hook on ``medvl.eval.published.published_lines(benchmark, protocol)``
-(lines of text); without that module the hook returns nothing and the table says so.
+Published numbers under the same protocol are listed under the table
+(:func:`medvl.eval.published.published_lines`, lines of text).
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from medvl.errors import MedvlError
+from medvl.eval import published as published_numbers
 
 DEFAULT_PROTOCOL = "medvl"
 UNKNOWN_BENCHMARK = "unknown"
-PUBLISHED_MODULE = "medvl.eval.published"
 
 
 def _name(value: Any, *keys: str) -> str | None:
@@ -165,27 +163,19 @@ def _average(row: Mapping[str, Any], benchmarks: list[str]) -> tuple[dict | None
     return {"mean": mean, "protocol": protocols[0], "metric": metrics[0]}, ""
 
 
-def published_lines(benchmark: str, protocol: str) -> list[str] | None:
-    """Published numbers for ``benchmark`` under ``protocol`` as lines of text, from
-    ``medvl.eval.published.published_lines``; None when that module is not there (the hook)."""
+def published_lines(benchmark: str, protocol: str) -> list[str]:
+    """Published numbers for ``benchmark`` under ``protocol`` as lines of text (none for a
+    benchmark the published table does not know)."""
     try:
-        module = importlib.import_module(PUBLISHED_MODULE)
-    except ImportError:
-        return None
-    lookup = getattr(module, "published_lines", None)
-    if lookup is None:
-        return None
-    try:
-        return [str(line) for line in lookup(benchmark, protocol)]
+        return [str(line) for line in published_numbers.published_lines(benchmark, protocol)]
     except MedvlError:  # a benchmark the table does not know
         return []
 
 
 def published(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """``{"available": bool, "lines": {"benchmark · protocol": [line, ...]}}``."""
+    """``{"lines": {"benchmark · protocol": [line, ...]}}`` for the pairs with published lines."""
     found = {f"{b} · {p}": published_lines(b, p) for b, p in pairs}
-    available = any(lines is not None for lines in found.values())
-    return {"available": available, "lines": {k: v for k, v in found.items() if v}}
+    return {"lines": {k: v for k, v in found.items() if v}}
 
 
 def table_csv(table: Mapping[str, Any]) -> str:

@@ -35,6 +35,7 @@ import numpy as np
 
 from medvl.errors import ConfigError
 from medvl.eval.clusters import CLUSTER_ORDER, cluster_ids, row_clusters
+from medvl.provenance import SCORING_PACKAGES, versions
 
 #: The headline metric: 0/1 correctness per record (MCQ letter, closed answer, open exact match).
 ACCURACY = "accuracy"
@@ -331,14 +332,5 @@ def metrics_json(
         "counts": counts,
         "problems": problems,
         "settings": settings,
-        "versions": versions(),
+        "versions": versions(SCORING_PACKAGES),
     }
-
-
-def versions() -> dict[str, str]:
-    """medvl, Python and numpy versions, for the record."""
-    import platform
-
-    from medvl import __version__
-
-    return {"medvl": __version__, "python": platform.python_version(), "numpy": np.__version__}

@@ -21,7 +21,6 @@ record with several images is clustered by its first one.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from medvl.data.record import Record
+from medvl.provenance import file_sha256
 
 #: Meta keys naming a patient, subject or study (normalised: lower case, letters and digits).
 PATIENT_KEYS = ("patientid", "subjectid", "studyid", "studyinstanceuid", "caseid")
@@ -55,11 +55,7 @@ def patient_id(meta: Mapping[str, Any]) -> str | None:
 @functools.lru_cache(maxsize=65536)
 def _sha256(path: str, mtime_ns: int, size: int) -> str:
     """SHA-256 of a file, cached by (path, mtime, size): a benchmark reuses each image often."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def image_identity(path: str | Path) -> str:

@@ -38,6 +38,7 @@ from medvl.errors import ConfigError, MedvlError
 from medvl.eval.breakdown import group_label
 from medvl.eval.metrics_lm import token_nll
 from medvl.eval.scoring import record_kind
+from medvl.infer.factory import EngineSpec, load_local
 
 #: Breakdown keys always reported (record fields); ``--breakdown`` adds meta keys.
 DEFAULT_GROUP_KEYS = ("answer_type", "question_type", "lang")
@@ -296,3 +297,72 @@ def perplexity_json(
         "records": [value.to_dict() for value in result.records],
         **info,
     }
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class PerplexityConfig:
+    """One perplexity run: which records, where to write, and extra group keys."""
+
+    data: Path = field(metadata={"help": "canonical .jsonl with reference answers"})
+    out: Path = field(metadata={"help": "run folder; perplexity.json is written there"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N records"})
+    breakdown: tuple[str, ...] = field(
+        default=(), metadata={"help": f"group keys besides {', '.join(DEFAULT_GROUP_KEYS)}"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be positive, got {self.limit}")
+
+    @property
+    def group_keys(self) -> list[str]:
+        """The default keys, then the extra ones."""
+        extra = [k for k in self.breakdown if k not in DEFAULT_GROUP_KEYS]
+        return [*DEFAULT_GROUP_KEYS, *extra]
+
+
+@dataclass(frozen=True)
+class PerplexityRun:
+    """What :func:`run_perplexity` wrote: the file and its body."""
+
+    path: Path
+    body: dict[str, Any]
+
+
+def run_perplexity(
+    config: PerplexityConfig, spec: EngineSpec, *, progress: Progress | None = None
+) -> PerplexityRun:
+    """Score ``config.data`` with the local model of ``spec`` (an
+    :class:`medvl.infer.factory.EngineSpec`; its ``batch_size`` is records per forward pass)
+    and write ``perplexity.json`` to ``config.out``. The data is checked before the model
+    loads, so bad input fails fast; a server spec is refused (this needs the weights)."""
+    from medvl.data.jsonl import read_records
+    from medvl.fileio import atomic_write_json
+    from medvl.provenance import file_sha256
+
+    data = Path(config.data)
+    records = read_records(data)[: config.limit]
+    check_references(records, data, data.parent)
+    loaded = load_local(spec)
+    result = answer_perplexity(
+        loaded.model,
+        loaded.processor,
+        records,
+        data.parent,
+        batch_size=spec.batch_size,
+        progress=progress,
+    )
+    body = perplexity_json(
+        result,
+        records,
+        config.group_keys,
+        data={"path": str(data), "sha256": file_sha256(data), "limit": config.limit},
+        model=loaded.fingerprint(),
+        settings={"batch_size": spec.batch_size, "dtype": str(loaded.dtype).removeprefix("torch.")},
+    )
+    path = Path(config.out) / "perplexity.json"
+    atomic_write_json(path, body)
+    return PerplexityRun(path, body)

@@ -30,21 +30,18 @@ from typing import Any
 
 from medvl.errors import MedvlError
 from medvl.eval.benchmark_table import build_table, run_identity
-from medvl.eval.breakdown import ACCURACY, BootstrapSettings, row_value, versions
+from medvl.eval.breakdown import ACCURACY, BootstrapSettings, row_value
 from medvl.eval.clusters import row_clusters
 from medvl.eval.compare import discordant_counts, holm, is_binary, mcnemar, paired_bootstrap
 from medvl.eval.report_files import (  # re-exported: the report's public API
     REPORT_FILES,
-    comparisons,
     estimates_csv,
-    fmt,
-    fmt_estimate,
-    fmt_n,
-    fmt_p,
     markdown,
     tests_csv,
     write_report,
 )
+from medvl.eval.report_tables import comparisons, fmt, fmt_estimate, fmt_n, fmt_p
+from medvl.provenance import SCORING_PACKAGES, versions
 
 __all__ = [
     "REPORT_FILES",
@@ -177,7 +174,7 @@ def build_report(
         "paired_on": "ids common to the runs of a benchmark",
         "multiple_testing": f"Holm across the metrics of each run-baseline pair; alpha {alpha:g}",
     }
-    report["versions"] = versions()
+    report["versions"] = versions(SCORING_PACKAGES)
     return report
 
 

@@ -1,8 +1,8 @@
-"""The report's files: number formats, Markdown, the CSV tables, and :func:`write_report`.
+"""The report's files: Markdown, the CSV tables, and :func:`write_report`.
 
-The tables themselves are built once by :func:`medvl.eval.report_html.report_tables` and shared
-by Markdown and HTML. Every mean carries ``n (clusters)``, and every number the protocol of the
-run it comes from (in the column header, the ``protocol`` column or a suffix).
+The tables themselves are built once by :func:`medvl.eval.report_tables.report_tables` and
+shared by Markdown and HTML. Every mean carries ``n (clusters)``, and every number the protocol
+of the run it comes from (in the column header, the ``protocol`` column or a suffix).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from medvl.eval.benchmark_table import table_csv
+from medvl.eval.report_html import render_html
+from medvl.eval.report_tables import comparisons, report_tables
 from medvl.fileio import atomic_write_json, atomic_write_text
 
 REPORT_FILES = (
@@ -27,43 +29,8 @@ REPORT_FILES = (
 EXTRA = ("clusters", "p_bootstrap_holm", "significant", "p_mcnemar_holm", "protocol")
 
 
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A number for a table, or an en dash for none."""
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def fmt_estimate(est: dict[str, Any] | None) -> str:
-    """``0.612 [0.571, 0.650]`` for an estimate dict."""
-    if not est or est.get("mean") is None:
-        return "–"
-    return f"{fmt(est['mean'])} [{fmt(est['ci_low'])}, {fmt(est['ci_high'])}]"
-
-
-def fmt_n(est: dict[str, Any] | None) -> str:
-    """``n (clusters)``, e.g. ``40 (12)``; a single record is flagged (it has no interval)."""
-    if not est:
-        return "0"
-    clusters = est.get("clusters")
-    text = str(est["n"]) if clusters is None else f"{est['n']} ({clusters})"
-    return f"{text} ⚠ n=1" if est["n"] == 1 else text
-
-
-def fmt_p(p: float | None) -> str:
-    """A p-value: three decimals, or ``<0.001``."""
-    if p is None:
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def comparisons(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-benchmark comparisons of a report (a ``paired`` report is its own)."""
-    return report.get("comparisons") or [report]
-
-
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables."""
-    from medvl.eval.report_html import report_tables
-
     lines = ["# medvl evaluation report", ""]
     for table in report_tables(report):
         lines += [f"## {table['title']}", ""]
@@ -130,8 +97,6 @@ def tests_csv(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write every report file into ``out_dir``; returns ``{file name: path}``."""
-    from medvl.eval.report_html import render_html
-
     out_dir = Path(out_dir)
     paths = {name: out_dir / name for name in REPORT_FILES}
     atomic_write_text(paths["report.md"], markdown(report))

@@ -29,7 +29,6 @@ only the rest.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -38,22 +37,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from medvl.data.formats.base import output_path
 from medvl.data.jsonl import read_records, write_records
+from medvl.data.paths import rebase_images
 from medvl.data.record import Record
 from medvl.errors import ConfigError, MedvlError
 from medvl.eval.benchmarks import CANONICAL, Benchmark, get_benchmark
-from medvl.eval.breakdown import BootstrapSettings, versions
+from medvl.eval.breakdown import BootstrapSettings
 from medvl.eval.prompts import PromptTemplate, resolve_prompt
-from medvl.eval.scoring import check_gold, file_sha256, resolve_protocol, score_files
+from medvl.eval.scoring import check_gold, resolve_protocol, score_files
 from medvl.fileio import atomic_write_json, atomic_writer
 from medvl.infer.engine import Engine, GenerationSettings
-from medvl.infer.predict import PredictSummary, predict_records, read_predictions
-
-if TYPE_CHECKING:
-    from medvl.models.loading import LoadOptions
+from medvl.infer.factory import EngineSpec, open_engine
+from medvl.infer.predict import PredictSummary, predict_records, read_prediction_rows
+from medvl.provenance import SCORING_PACKAGES, __version__, file_sha256, versions
 
 logger = logging.getLogger(__name__)
 
@@ -90,71 +88,6 @@ class RunConfig:
             raise ConfigError(f"--limit must be a positive number of records, got {self.limit}")
         if Path(self.out).is_file():
             raise ConfigError(f"--out {self.out} is a file; pass a folder for the run")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The model to run, opened only when something needs predicting: a local model folder or
-    hub id (+ peft adapters), or the ``model`` served at an OpenAI-compatible ``base_url``."""
-
-    model: str | None = None
-    adapters: tuple[str, ...] = ()
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    load: LoadOptions | None = None  # None: the defaults
-    batch_size: int = 8
-    workers: int | None = None
-    concurrency: int = 8
-
-    def __post_init__(self) -> None:
-        if not self.model and not self.base_url:
-            raise ConfigError("pass --model (a model folder or hub id) or --base-url of a server")
-        if self.base_url and self.adapters:
-            raise ConfigError("--adapter is for the local engine; the server loads adapters")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
-
-    @property
-    def engine(self) -> str:
-        return "openai" if self.base_url else "hf"
-
-    def fingerprint(self) -> dict[str, Any] | None:
-        """What :meth:`Engine.fingerprint` will say, without loading (None: must connect)."""
-        if self.base_url:
-            if not self.model:
-                return None
-            url = self.base_url.rstrip("/")
-            return {"id": f"openai:{self.model}", "base_url": url, "model": self.model}
-        from medvl.models.loading import model_fingerprint, resolve_model
-
-        base, adapters = resolve_model(self.model, self.adapters)
-        return model_fingerprint(base, adapters)
-
-    def open(self) -> Engine:
-        """Load the model (or connect to the server)."""
-        if self.base_url:
-            from medvl.infer.openai_engine import OpenAIEngine
-
-            return OpenAIEngine(
-                self.base_url, model=self.model, api_key=self.api_key, concurrency=self.concurrency
-            )
-        from medvl.infer.hf_engine import HFEngine
-        from medvl.models.loading import load_model
-
-        loaded = load_model(self.model, self.adapters, self.load)
-        return HFEngine(loaded, batch_size=self.batch_size, num_workers=self.workers)
-
-    def describe(self) -> dict[str, Any]:
-        """For run.json (no API key)."""
-        load = asdict(self.load) if self.load is not None else None
-        return {
-            "model": self.model,
-            "adapters": list(self.adapters),
-            "engine": self.engine,
-            "base_url": self.base_url,
-            "load_options": load,
-            "batch_size": self.batch_size,
-        }
 
 
 @dataclass(frozen=True)
@@ -249,25 +182,14 @@ def _canonical(bench: Benchmark, data: Path, out: Path) -> PreparedData:
             "or 'custom'"
         )
     target = out / "data.jsonl"
-    write_records(target, _rebased(kept, data.parent, out))
+    write_records(target, rebase_images(kept, data.parent, out))
     report = {"read": len(records), "written": len(kept), "filtered": len(records) - len(kept)}
     return PreparedData(target, file_sha256(target), source, "filtered", report)
-
-
-def _rebased(records: Sequence[Record], old_dir: Path, new_dir: Path) -> list[Record]:
-    """Records whose image paths, relative to ``old_dir``, are rewritten for ``new_dir``."""
-    out = []
-    for record in records:
-        images = [output_path(p, new_dir) for p in record.image_paths(old_dir)]
-        out.append(Record.from_dict({**record.to_dict(), "images": images}))
-    return out
 
 
 def _converted(
     bench: Benchmark, data: Path, out: Path, image_root: Path | None, reconvert: bool
 ) -> PreparedData:
-    from medvl import __version__
-
     reader = bench.reader
     source = {
         "format": reader.format,
@@ -327,13 +249,13 @@ def _done_ids(path: Path) -> set[str]:
     """Ids with a prediction (not an error) in a cache file."""
     if not path.is_file():
         return set()
-    return {row["id"] for row in read_predictions(path) if not row.get("error")}
+    return {row["id"] for row in read_prediction_rows(path) if not row.get("error")}
 
 
 def _write_run_predictions(cache: Path, ids: Sequence[str], out: Path) -> None:
     """The cache lines of ``ids`` (first line per id), in ``ids`` order."""
     rows: dict[str, dict[str, Any]] = {}
-    for row in read_predictions(cache) if cache.is_file() else []:
+    for row in read_prediction_rows(cache) if cache.is_file() else []:
         rows.setdefault(row["id"], row)
     with atomic_writer(out) as handle:
         for record_id in ids:
@@ -345,16 +267,17 @@ def _write_run_predictions(cache: Path, ids: Sequence[str], out: Path) -> None:
 
 
 def run_benchmark(
-    config: RunConfig, model: ModelSpec | Engine, *, progress: Progress | None = None
+    config: RunConfig, model: EngineSpec | Engine, *, progress: Progress | None = None
 ) -> RunResult:
     """Convert (cached), predict (cached, resumable), score, and write ``run.json``.
 
-    ``model`` is a :class:`ModelSpec` (opened only if predictions are missing, closed after)
+    ``model`` is an :class:`EngineSpec` (opened only if predictions are missing, closed after)
     or an open :class:`Engine` (left open).
     """
     started, start = datetime.now(timezone.utc), time.perf_counter()
     bench = get_benchmark(config.bench)
-    resolve_protocol(config.protocol, bench.name, config.metrics)  # refuse before predicting
+    named = scoring_benchmark(bench)
+    resolve_protocol(config.protocol, named, config.metrics)  # refuse before predicting
     template = resolve_prompt(
         config.prompt, bench.prompt, system=config.system, user_template=config.user_template
     )
@@ -374,7 +297,7 @@ def run_benchmark(
     scored_path = data.path
     if len(scored) < len(records):
         scored_path = out / f"data.first-{len(scored)}.jsonl"
-        write_records(scored_path, _rebased(scored, data.path.parent, out))
+        write_records(scored_path, rebase_images(scored, data.path.parent, out))
     extra = [k for k in config.breakdown if k not in bench.breakdown]
     result = score_files(
         scored_path,
@@ -384,7 +307,7 @@ def run_benchmark(
         breakdown_keys=[*bench.breakdown, *extra],
         bootstrap=config.bootstrap,
         protocol=config.protocol,
-        benchmark=bench.name,
+        benchmark=named,
     )
     run = {
         "schema": "medvl.run/1",
@@ -400,7 +323,7 @@ def run_benchmark(
             name: str(out / name)
             for name in ("run.json", "predictions.jsonl", "scores.jsonl", "metrics.json")
         },
-        "versions": _versions(),
+        "versions": versions((*SCORING_PACKAGES, "torch", "transformers", "peft")),
     }
     atomic_write_json(out / "run.json", run)
     return RunResult(out, run, result.metrics, cached=step.summary is None)
@@ -423,7 +346,7 @@ class _Prediction:
         self.fingerprint: dict[str, Any] = {}
         self.engine = ""
 
-    def run(self, model: ModelSpec | Engine, records: Sequence[Record], progress: Any) -> None:
+    def run(self, model: EngineSpec | Engine, records: Sequence[Record], progress: Any) -> None:
         engine = model if isinstance(model, Engine) else None
         fingerprint = engine.fingerprint() if engine else model.fingerprint()
         if fingerprint is not None:
@@ -433,7 +356,7 @@ class _Prediction:
                 logger.info("%s: all %d predictions cached", self.path, len(ids))
                 return
         opened = engine is None
-        engine = engine or model.open()
+        engine = engine or open_engine(model)
         try:
             self._key(engine.fingerprint(), engine.name)  # the loaded weights' own
             self.summary = predict_records(
@@ -481,9 +404,16 @@ class _Prediction:
         }
 
 
-def _model_info(model: ModelSpec | Engine, step: _Prediction) -> dict[str, Any]:
-    described = model.describe() if isinstance(model, ModelSpec) else {}
+def _model_info(model: EngineSpec | Engine, step: _Prediction) -> dict[str, Any]:
+    described = model.describe() if isinstance(model, EngineSpec) else {}
     return {"fingerprint": step.fingerprint, **described, "engine": step.engine}
+
+
+def scoring_benchmark(bench: Benchmark) -> str | None:
+    """The name the scorer picks a protocol's rules by: None for ``custom`` (any canonical
+    JSONL, no rules of its own), so the rules follow each record's kind, as with
+    ``medvl eval score`` without ``--bench``."""
+    return None if bench.name == "custom" else bench.name
 
 
 def _bench_info(bench: Benchmark) -> dict[str, Any]:
@@ -517,13 +447,3 @@ def _data_info(
         "scored": len(scored),
         "scored_path": str(scored_path),
     }
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = dict(versions())
-    for package in ("torch", "transformers", "peft"):
-        with contextlib.suppress(PackageNotFoundError):
-            found[package] = version(package)
-    return found

@@ -12,20 +12,18 @@ on its kind (:func:`record_kind`):
   metric set; ``report`` (``question_type == "report"``): the report metrics plus the open text
   metrics.
 
-Metric functions come from the ``medvl.eval.metrics.METRICS`` table, looked up at call time, or are
-passed in (:class:`Metric`). Bad input is handled so that every data record stays in the
-denominator: an id with no prediction scores 0 on every metric and is listed as ``missing``;
-an empty output is scored (and is wrong); prediction ids not in the data are listed as
-``unknown`` and ignored; a duplicated id keeps its **first** line and is listed as ``duplicate``
-(a resumed run may append a second answer; the first one is what was scored). Data records with
-no gold answer are refused. ``accuracy`` per record (``correct``) is the MCQ letter match,
-``closed_accuracy`` or the open ``exact_match``; reports have none.
+Metric functions come from the ``medvl.eval.metrics.METRICS`` table, or are passed in
+(:class:`Metric`). Bad input is handled so that every data record stays in the denominator: an id
+with no prediction scores 0 on every metric and is listed as ``missing``; an empty output is scored
+(and is wrong); prediction ids not in the data are listed as ``unknown`` and ignored; a duplicated
+id keeps its **first** line and is listed as ``duplicate`` (a resumed run may append a second
+answer; the first one is what was scored). Data records with no gold answer are refused.
+``accuracy`` per record (``correct``) is the MCQ letter match, ``closed_accuracy`` or the open
+``exact_match``; reports have none.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,11 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from medvl.data.record import Record
-from medvl.errors import ConfigError, MedvlError, NotBuiltError, RecordError, UnknownNameError
+from medvl.errors import ConfigError, MedvlError, RecordError, UnknownNameError
 from medvl.eval.breakdown import DEFAULT_KEYS, RECORD_KEYS, BootstrapSettings, metrics_json
 from medvl.eval.closed import extract_closed
 from medvl.eval.clusters import record_cluster
+from medvl.eval.extract import extract_choice
+from medvl.eval.metrics import METRICS
 from medvl.eval.protocols import DEFAULT_PROTOCOL, ScoringProtocol, check_benchmark, get_protocol
+from medvl.provenance import file_sha256
 
 KINDS = ("mcq", "closed", "open", "report")
 ID_KEYS = ("id", "question_id")
@@ -83,17 +84,9 @@ class Predictions:
     n_lines: int = 0
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (recorded in ``metrics.json`` so a run can be traced)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_predictions(path: str | Path) -> Predictions:
-    """Read a predictions JSONL; raise :class:`RecordError` naming ``FILE:LINE`` for a bad line."""
+def read_prediction_texts(path: str | Path) -> Predictions:
+    """The first text per id of a predictions JSONL, and what was wrong with the file; raise
+    :class:`RecordError` naming ``FILE:LINE`` for a bad line."""
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file; pass the predictions .jsonl (id + prediction)")
@@ -171,14 +164,8 @@ def check_gold(records: Sequence[Record], data_path: str | Path) -> None:
 
 
 def metric_table() -> dict[str, Metric]:
-    """The metrics of ``medvl.eval.metrics.METRICS``, looked up now (not at import)."""
-    try:
-        module = importlib.import_module("medvl.eval.metrics")
-    except ImportError as exc:
-        raise NotBuiltError(
-            f"medvl.eval.metrics is not available ({exc}); the metrics part is not built yet"
-        ) from None
-    return {name: as_metric(name, spec) for name, spec in module.METRICS.items()}
+    """The metrics of ``medvl.eval.metrics.METRICS``, as :class:`Metric`."""
+    return {name: as_metric(name, spec) for name, spec in METRICS.items()}
 
 
 def as_metric(name: str, spec: Any) -> Metric:
@@ -209,11 +196,8 @@ def select_metrics(table: Mapping[str, Metric], names: Sequence[str] | None) -> 
 
 
 def default_extractor() -> Extractor:
-    """``medvl.eval.extract.extract_choice``, looked up now."""
-    try:
-        return importlib.import_module("medvl.eval.extract").extract_choice
-    except ImportError as exc:
-        raise NotBuiltError(f"medvl.eval.extract is not available ({exc})") from None
+    """The MCQ letter extractor: ``medvl.eval.extract.extract_choice``."""
+    return extract_choice
 
 
 @dataclass(frozen=True)
@@ -438,7 +422,7 @@ def score_files(
     judge = resolve_protocol(protocol, benchmark, metrics)
     records = read_records(data_path)
     check_gold(records, data_path)
-    predictions = read_predictions(predictions_path)
+    predictions = read_prediction_texts(predictions_path)
     full = {n: as_metric(n, s) for n, s in (table or metric_table()).items()}
     selected = select_metrics(full, metrics) if judge is None else []
     meta_keys = [k for k in breakdown_keys if k not in RECORD_KEYS]

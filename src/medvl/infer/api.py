@@ -86,24 +86,26 @@ def load(
     ``device``, ``attn_implementation``, ``min_pixels``, ``max_pixels``, ``quantization``,
     ``trust_remote_code``). With ``base_url``, ``model`` is the served model name.
     """
-    if base_url is not None:
-        from medvl.infer.openai_engine import OpenAIEngine
+    from medvl.infer.factory import EngineSpec, open_engine
+    from medvl.models.loading import LoadOptions
 
-        if load_options or adapter:
-            raise ConfigError("with base_url, adapters and load options belong to the server")
-        engine: Engine = OpenAIEngine(base_url, model=model and str(model), api_key=api_key)
-        return MedvlModel(engine, settings)
-    if model is None:
+    if base_url is not None and (load_options or adapter):
+        raise ConfigError("with base_url, adapters and load options belong to the server")
+    if model is None and base_url is None:
         raise ConfigError("pass a model folder or hub id, or base_url= for a server")
-    from medvl.infer.hf_engine import HFEngine
-    from medvl.models.loading import LoadOptions, load_model
-
-    adapters = [adapter] if isinstance(adapter, (str, Path)) else list(adapter or [])
     allowed = set(LoadOptions.__dataclass_fields__)
     unknown = sorted(set(load_options) - allowed)
     if unknown:
         raise ConfigError(
             f"unknown load option {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
         )
-    loaded = load_model(model, adapters, LoadOptions(**load_options))
-    return MedvlModel(HFEngine(loaded, batch_size=batch_size), settings)
+    adapters = [adapter] if isinstance(adapter, (str, Path)) else list(adapter or [])
+    spec = EngineSpec(
+        model=model and str(model),
+        adapters=tuple(str(a) for a in adapters),
+        load=None if base_url is not None else LoadOptions(**load_options),
+        base_url=base_url,
+        api_key=api_key,
+        batch_size=batch_size,
+    )
+    return MedvlModel(open_engine(spec), settings)

@@ -38,7 +38,7 @@ from medvl.infer.engine import (
     InferenceError,
     TokenStream,
 )
-from medvl.models.loading import LoadedModel
+from medvl.models.loading import LoadedModel, LoadOptions
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,30 @@ class HFEngine(Engine):
         self.tokenizer = loaded.processor.tokenizer
         self._lock = threading.Lock()  # one generate at a time: chat, server and predict share
         self._eos = _eos_ids(loaded.model)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        batch_size: int = 8,
+        num_workers: int | None = None,
+    ) -> HFEngine:
+        """An engine over a model already in memory (e.g. the one being trained), so it
+        answers exactly as the same weights would at inference time. Its fingerprint names the
+        model's ``name_or_path`` and says it is in memory: no files identify these weights."""
+        name = str(getattr(model, "name_or_path", "") or "<in-memory>")
+        loaded = LoadedModel(
+            model=model,
+            processor=processor,
+            base=name,
+            adapters=(),
+            options=LoadOptions(),
+            family=None,
+            _fingerprint={"id": f"in-memory:{name}", "path": name, "adapters": []},
+        )
+        return cls(loaded, batch_size=batch_size, num_workers=num_workers)
 
     @property
     def pad_token_id(self) -> int:

@@ -97,7 +97,7 @@ def _split_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
     return rows, bool(tail.strip())
 
 
-def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+def read_prediction_rows(path: str | Path) -> list[dict[str, Any]]:
     """The prediction rows of a file (a partial last line from a killed run is ignored)."""
     return _split_lines(Path(path))[0]
 
@@ -172,7 +172,7 @@ class PredictionFile:
 
     def reorder(self, ids: Sequence[str]) -> None:
         """Rewrite the file atomically with its rows in ``ids`` order (unknown ids last)."""
-        rows = read_predictions(self.path)
+        rows = read_prediction_rows(self.path)
         rank = {record_id: i for i, record_id in enumerate(ids)}
         ordered = sorted(rows, key=lambda row: rank.get(row["id"], len(rank)))
         if ordered != rows:

@@ -203,6 +203,28 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return getattr(torch, DTYPE_NAMES[dtype])
 
 
+def training_dtype(precision: str) -> torch.dtype:
+    """The mixed-precision dtype of a training ``precision`` (``auto``: bf16 on a GPU with bf16,
+    else fp32).
+
+    Unlike :func:`resolve_dtype` for inference (fp16 where bf16 is missing), training never picks
+    fp16 on its own: fp16 needs loss scaling and overflows more easily.
+    """
+    import torch
+
+    if precision == "auto":
+        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return resolve_dtype(precision, "cpu")
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``bf16``, ``fp16`` or ``fp32``: the short name :class:`LoadOptions` takes for ``dtype``."""
+    import torch
+
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
 def quantization_config(quantization: str | None, device: str, dtype: torch.dtype) -> Any:
     """A ``BitsAndBytesConfig`` for 4/8-bit loading; the vision tower stays unquantized."""
     if quantization is None:

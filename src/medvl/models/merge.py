@@ -41,6 +41,7 @@ from medvl.models.loading import (
     processor_source,
     quiet_peft_warnings,
 )
+from medvl.provenance import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -309,8 +310,6 @@ def _read_optional_json(path: Path) -> Any:
 
 def card_details(report: MergeReport) -> dict[str, Any]:
     """The machine-readable provenance block of the model card."""
-    from medvl import __version__
-
     stages = []
     for role, folder in (("base", report.base), ("adapter", report.adapter)):
         summary = training_summary(folder) if Path(folder).is_dir() else None

@@ -5,7 +5,8 @@ the files it reads from outside the pipeline, and the fingerprints of the steps 
 finished step leaves ``<out>/.medvl_step.json`` with its fingerprint; on the next run an equal
 fingerprint means "up to date". So rerunning after a crash or an edit redoes only the changed
 step and the steps after it that read from it. A training step killed half way resumes from its
-last complete checkpoint when rerun with unchanged settings.
+last complete checkpoint when rerun with unchanged settings, and an eval step from its prediction
+cache (:mod:`medvl.eval.runner`).
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medvl.errors import ConfigError
 from medvl.fileio import atomic_write_json
 from medvl.pipeline.spec import Pipeline, Step
 from medvl.pipeline.steps import KINDS, external_inputs
-from medvl.train.manifest import file_sha256, versions
+from medvl.provenance import file_sha256, versions
 
 logger = logging.getLogger(__name__)
 DONE = ".medvl_step.json"
 STARTED = ".medvl_step_started.json"
-RESUMABLE = ("sft", "grpo")
+RESUMABLE = ("sft", "grpo")  # resume from their last complete checkpoint
+CACHED = ("eval",)  # keep their prediction cache; the runner predicts only what is missing
 
 
 def _content_hash(path: Path) -> str:
@@ -72,27 +76,42 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def check_kinds(pipeline: Pipeline) -> None:
+    """Refuse a pipeline with a step of a kind medvl does not know, before anything runs."""
+    for index, step in enumerate(pipeline.steps, start=1):
+        if step.kind not in KINDS:
+            raise ConfigError(
+                f"{pipeline.source}: step {index} ({step.name}): unknown kind {step.kind!r}; "
+                f"kinds: {', '.join(KINDS)}"
+            )
+
+
 def plan(pipeline: Pipeline) -> list[StepPlan]:
     """Decide for every step whether it is up to date (nothing is run)."""
+    check_kinds(pipeline)
     upstream: dict[str, str] = {}
     stale: set[str] = set()
     plans = []
     for step in pipeline.steps:
-        print_ = fingerprint(step, upstream, pipeline.workdir)
-        upstream[step.name] = print_
+        step_fingerprint = fingerprint(step, upstream, pipeline.workdir)
+        upstream[step.name] = step_fingerprint
         done = _read(step.out / DONE)
         if any(dep in stale for dep in step.depends):
             reason = "an input step reruns"
         elif done is None:
             reason = "never completed"
-        elif done.get("fingerprint") != print_:
+        elif done.get("fingerprint") != step_fingerprint:
             reason = "settings or inputs changed"
         else:
             reason = ""
         if reason:
             stale.add(step.name)
-        plans.append(StepPlan(step, print_, not reason, reason or "up to date"))
+        plans.append(StepPlan(step, step_fingerprint, not reason, reason or "up to date"))
     return plans
+
+
+def _quiet(line: str) -> None:
+    """The default ``echo``: say nothing."""
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -102,8 +121,12 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def run_pipeline(pipeline: Pipeline, *, echo=print) -> RunResult:
-    """Run every stale step in order; write ``<workdir>/manifest.json`` after each step."""
+def run_pipeline(pipeline: Pipeline, *, echo: Callable[[str], Any] = _quiet) -> RunResult:
+    """Run every stale step in order; write ``<workdir>/manifest.json`` after each step.
+
+    ``echo`` gets one line per step as it starts and ends (the CLI passes ``print``); the library
+    itself prints nothing.
+    """
     plans = plan(pipeline)
     result = RunResult(plans)
     total = len(plans)
@@ -135,16 +158,19 @@ def run_pipeline(pipeline: Pipeline, *, echo=print) -> RunResult:
     return result
 
 
-def _prepare_out(step: Step, print_: str) -> None:
+def _prepare_out(step: Step, step_fingerprint: str) -> None:
     """Start clean, unless a resumable step was killed with the same settings."""
     started = _read(step.out / STARTED)
-    if started and started.get("fingerprint") == print_ and step.kind in RESUMABLE:
+    killed = bool(started) and started.get("fingerprint") == step_fingerprint
+    if killed and step.kind in RESUMABLE:
         step.params = {**step.params, "resume": True}
         logger.info("%s: resuming from its last complete checkpoint", step.name)
+    elif killed and step.kind in CACHED:
+        logger.info("%s: resuming from its prediction cache", step.name)
     elif step.out.exists():
         shutil.rmtree(step.out)
     step.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(step.out / STARTED, {"fingerprint": print_})
+    atomic_write_json(step.out / STARTED, {"fingerprint": step_fingerprint})
 
 
 def _write_manifest(pipeline: Pipeline, result: RunResult) -> None:

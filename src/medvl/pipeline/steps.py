@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medvl.errors import ConfigError, MedvlError
 from medvl.pipeline.spec import Step
+
+if TYPE_CHECKING:
+    from medvl.infer.factory import EngineSpec
 
 
 def _get(step: Step, key: str, default: Any = ..., kinds: type | tuple = object) -> Any:
@@ -75,6 +78,7 @@ def run_convert(step: Step) -> dict[str, Any]:
 def run_split(step: Step) -> dict[str, Any]:
     from medvl.data.jsonl import read_records, write_records
     from medvl.data.leakage import ImageHasher
+    from medvl.data.paths import rebase_images
     from medvl.data.split import (
         DEFAULT_GROUP_BY,
         check_split_leakage,
@@ -96,14 +100,8 @@ def run_split(step: Step) -> dict[str, Any]:
     )
     raise_on_leaks(check_split_leakage(result.splits, source.parent, hasher=hasher))
     for name, records in result.splits.items():
-        write_records(step.out / f"{name}.jsonl", _absolute_images(records, source.parent))
+        write_records(step.out / f"{name}.jsonl", rebase_images(records, source.parent, None))
     return {name: len(records) for name, records in result.splits.items()}
-
-
-def _absolute_images(records, base: Path):
-    from dataclasses import replace
-
-    return [replace(r, images=[str(p.resolve()) for p in r.image_paths(base)]) for r in records]
 
 
 def _training_overrides(step: Step) -> list[str]:
@@ -164,34 +162,29 @@ EVAL_KEYS = frozenset(
 
 
 def run_eval(step: Step) -> dict[str, Any]:
-    """Predict (greedy, batched) and score a canonical JSONL file."""
-    from medvl.eval.scoring import resolve_protocol, score_files
+    """Predict (greedy, batched) and score a canonical JSONL file through
+    :func:`medvl.eval.runner.run_benchmark`: the step folder is a run folder (prediction cache,
+    ``run.json``, ``scores.jsonl``, ``metrics.json``), so a killed step resumes its predictions.
+    The records are asked with the step's ``prompt`` template (default ``as_is``: their own
+    prompt) and scored against their own answers; ``bench`` (default ``custom``: any canonical
+    JSONL) names the benchmark the data is."""
+    from medvl.eval.runner import RunConfig, run_benchmark
     from medvl.infer.engine import GenerationSettings
-    from medvl.infer.hf_engine import HFEngine
-    from medvl.infer.predict import predict_file
-    from medvl.models.loading import load_model
 
     _check_keys(step, EVAL_KEYS)
-    protocol, bench = _get(step, "protocol", "medvl", str), _get(step, "bench", None, str)
-    resolve_protocol(protocol, bench, _get(step, "metrics", None))  # refuse before predicting
-    data = Path(_get(step, "data", kinds=str))
-    prompted = _prompted(step, data)
-    adapters = (step.params["adapter"],) if step.params.get("adapter") else ()
-    loaded = load_model(_get(step, "model", kinds=str), adapters)
-    engine = HFEngine(loaded, batch_size=_get(step, "batch_size", 16, int))
-    settings = GenerationSettings(max_new_tokens=_get(step, "max_new_tokens", 64, int))
-    predictions = step.out / "predictions.jsonl"
-    predict_file(engine, prompted, predictions, settings)
-    run = score_files(
-        data,
-        predictions,
-        step.out,
-        metrics=_get(step, "metrics", None),
-        breakdown_keys=tuple(_get(step, "breakdown", ())),
-        protocol=protocol,
-        benchmark=bench,
+    config = RunConfig(
+        bench=_get(step, "bench", "custom", str),
+        data=Path(_get(step, "data", kinds=str)),
+        out=step.out,
+        prompt=_get(step, "prompt", "as_is", str),
+        system=_get(step, "system", None, str),
+        settings=GenerationSettings(max_new_tokens=_get(step, "max_new_tokens", 64, int)),
+        metrics=_names(step, "metrics") or None,
+        breakdown=_names(step, "breakdown"),
+        protocol=_get(step, "protocol", "medvl", str),
     )
-    summary = run.metrics.get("summary", {})
+    result = run_benchmark(config, _engine_spec(step))
+    summary = result.metrics.get("summary", {})
     return {
         name: summary[name]["mean"]
         for name in ("accuracy", "closed_accuracy", "token_f1")
@@ -199,20 +192,22 @@ def run_eval(step: Step) -> dict[str, Any]:
     }
 
 
-def _prompted(step: Step, data: Path) -> Path:
-    """``data`` itself, or its records rewritten by the step's ``prompt`` template (e.g.
-    ``reasoning`` for a GRPO model) in the step folder; answers are scored against ``data``."""
-    from medvl.data.jsonl import read_records, write_records
-    from medvl.eval.prompts import resolve_prompt
+def _names(step: Step, key: str) -> tuple[str, ...]:
+    """A list of names under ``key`` (one name alone is a list of one)."""
+    value = _get(step, key, None, (str, list, tuple, type(None)))
+    return (value,) if isinstance(value, str) else tuple(str(v) for v in value or ())
 
-    name, system = _get(step, "prompt", None, str), _get(step, "system", None, str)
-    if name is None and system is None:
-        return data
-    template = resolve_prompt(name or "as_is", "as_is", system=system)
-    records = [template.apply(r) for r in _absolute_images(read_records(data), data.parent)]
-    prompted = step.out / f"prompted-{template.name}.jsonl"
-    write_records(prompted, records)
-    return prompted
+
+def _engine_spec(step: Step) -> EngineSpec:
+    """The model an eval step runs: ``model`` (+ one ``adapter``), ``batch_size`` (16)."""
+    from medvl.infer.factory import EngineSpec
+
+    adapter = _get(step, "adapter", None, (str, type(None)))
+    return EngineSpec(
+        model=_get(step, "model", kinds=str),
+        adapters=(adapter,) if adapter else (),
+        batch_size=_get(step, "batch_size", 16, int),
+    )
 
 
 def run_report(step: Step) -> dict[str, Any]:

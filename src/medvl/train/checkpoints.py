@@ -66,3 +66,21 @@ def latest_complete_checkpoint(folder: str | Path) -> Path | None:
                 aside.name,
             )
     return latest
+
+
+def resume_checkpoint(output_dir: str | Path, resume: bool) -> Path | None:
+    """The checkpoint a run continues from: the newest complete one under
+    ``output_dir/checkpoints`` when ``resume`` is set (a warning, and None, when there is none)."""
+    if not resume:
+        return None
+    found = latest_complete_checkpoint(Path(output_dir) / "checkpoints")
+    if found is None:
+        logger.warning(
+            "resume=true but no complete checkpoint under %s; starting fresh", output_dir
+        )
+    return found
+
+
+def checkpoint_step(checkpoint: Path | None) -> int:
+    """The global step a checkpoint folder was saved at (0 for none)."""
+    return int(checkpoint.name.split("-")[-1]) if checkpoint else 0

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from medvl.models.registry import FamilySpec, lora_target_regex, part_of
-from medvl.train.sft_config import PARTS, SFTConfig
+from medvl.train.sft_config import SFTConfig
+from medvl.train.training_config import PARTS
 
 logger = logging.getLogger(__name__)
 

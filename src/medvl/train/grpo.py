@@ -27,16 +27,20 @@ import torch
 from transformers import TrainerCallback, set_seed
 from transformers.integrations import TensorBoardCallback
 
-from medvl.config import config_to_dict
 from medvl.errors import ConfigError
-from medvl.fileio import atomic_write_json, atomic_write_text
+from medvl.models.loading import dtype_name, training_dtype
 from medvl.models.registry import FamilySpec, detect_family, lora_target_regex, part_of
+from medvl.train.arguments import training_arguments
 from medvl.train.callbacks import HistoryCallback, check_finite
-from medvl.train.checkpoints import CompleteCheckpointCallback, latest_complete_checkpoint
+from medvl.train.checkpoints import (
+    CompleteCheckpointCallback,
+    checkpoint_step,
+    resume_checkpoint,
+)
 from medvl.train.grpo_config import GRPOConfig
 from medvl.train.grpo_data import GRPOData, prepare_data
 from medvl.train.grpo_monitor import LoggedReward, RewardLog
-from medvl.train.manifest import build_manifest
+from medvl.train.outputs import save_outputs
 
 logger = logging.getLogger(__name__)
 #: TRL releases this module is tested with (GRPO for VLMs, ``log_metric``, string scale_rewards).
@@ -72,13 +76,6 @@ def check_trl() -> None:
         )
 
 
-def _torch_dtype(precision: str) -> str:
-    if precision == "auto":
-        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return "bf16" if cuda_bf16 else "fp32"
-    return precision
-
-
 def resolve_start(config: GRPOConfig) -> tuple[str, str | None]:
     """``(model folder to load, SFT adapter merged into it or None)``.
 
@@ -110,7 +107,7 @@ def load_policy(config: GRPOConfig) -> tuple[Any, Any, str, str | None]:
 
     start, adapter = resolve_start(config)
     options = LoadOptions(
-        dtype=_torch_dtype(config.precision),
+        dtype=dtype_name(training_dtype(config.precision)),
         device="cpu",  # the Trainer moves it to each process's device
         attn_implementation=config.attn_implementation,
         min_pixels=config.data.min_pixels,
@@ -148,38 +145,9 @@ def trl_args(config: GRPOConfig):
     """TRL's ``GRPOConfig`` with every value medvl cares about set explicitly."""
     from trl import GRPOConfig as TRLConfig
 
-    return TRLConfig(**_trainer_kwargs(config), **_grpo_kwargs(config), **_vllm_kwargs(config))
-
-
-def _trainer_kwargs(config: GRPOConfig) -> dict[str, Any]:
-    dtype = _torch_dtype(config.precision)
-    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    return {
-        "output_dir": str(Path(config.output_dir) / "checkpoints"),
-        "per_device_train_batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.grad_accum,
-        "learning_rate": config.learning_rate,
-        "num_train_epochs": config.epochs,
-        "max_steps": config.max_steps,
-        "warmup_steps": config.warmup_ratio,  # < 1 means a fraction of the steps
-        "weight_decay": config.weight_decay,
-        "lr_scheduler_type": config.scheduler,
-        "max_grad_norm": config.max_grad_norm,
-        "logging_steps": config.logging_steps,
-        "save_steps": config.save_steps,
-        "save_total_limit": config.save_total_limit,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "bf16": dtype == "bf16",  # TRL defaults bf16 to True: both set explicitly
-        "fp16": dtype == "fp16",
-        "gradient_checkpointing": config.gradient_checkpointing,  # TRL defaults it to True
-        "gradient_checkpointing_kwargs": {"use_reentrant": False},
-        "report_to": "none",  # TensorBoard is added after the None filter (run_grpo)
-        "remove_unused_columns": False,
-        "use_cpu": not torch.cuda.is_available(),
-        "ddp_backend": "gloo" if multi_cpu else None,
-        "deepspeed": str(config.deepspeed) if config.deepspeed else None,
-    }
+    # TensorBoard is added as a callback after the None filter (see _build_trainer)
+    shared = training_arguments(config, report_to="none")
+    return TRLConfig(**shared, **_grpo_kwargs(config), **_vllm_kwargs(config))
 
 
 def _grpo_kwargs(config: GRPOConfig) -> dict[str, Any]:
@@ -296,11 +264,8 @@ def _reward_log(config: GRPOConfig, out: Path) -> tuple[RewardLog, Path | None]:
     """The run's reward log, holding the accuracy an earlier run scored when resuming."""
     monitor = config.monitor
     log = RewardLog(config.rewards, out, monitor.samples_every, monitor.samples_per_dump)
-    resume_dir = latest_complete_checkpoint(out / "checkpoints") if config.resume else None
-    if config.resume and resume_dir is None:
-        logger.warning("resume=true but no complete checkpoint under %s; starting fresh", out)
-    step = int(resume_dir.name.split("-")[-1]) if resume_dir else 0
-    log.resume_from(step, main=int(os.environ.get("RANK", "0")) == 0)
+    resume_dir = resume_checkpoint(out, config.resume)
+    log.resume_from(checkpoint_step(resume_dir), main=int(os.environ.get("RANK", "0")) == 0)
     return log, resume_dir
 
 
@@ -331,18 +296,7 @@ def _build_trainer(config: GRPOConfig, model, processor, data: GRPOData, log, ca
 def _save_outputs(
     config: GRPOConfig, trainer, processor, data: GRPOData, result: GRPOResult, adapter
 ) -> None:
-    out = Path(config.output_dir)
-    if not trainer.is_world_process_zero():
-        return
-    trainer.save_model(str(out))
-    processor.save_pretrained(out)
-    import yaml
-
-    resolved = config_to_dict(config)
-    atomic_write_text(out / "medvl_config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    atomic_write_json(out / "trl_args.json", trainer.args.to_dict())
     accuracy = _accuracy_summary(result)
-    atomic_write_json(out / "accuracy.json", accuracy)
     extra = {
         "kind": "grpo",
         "tuning": config.tuning,
@@ -354,8 +308,14 @@ def _save_outputs(
         "global_step": trainer.state.global_step,
         "accuracy": {k: v for k, v in accuracy.items() if k != "per_step"},  # curve: accuracy.json
     }
-    manifest = build_manifest(resolved, {"train": Path(config.data.train)}, extra)
-    atomic_write_json(out / "manifest.json", manifest)
+    save_outputs(
+        config,
+        trainer,
+        processor,
+        data_files={"train": Path(config.data.train)},
+        extra=extra,
+        json_files={"trl_args.json": trainer.args.to_dict(), "accuracy.json": accuracy},
+    )
 
 
 def _accuracy_summary(result: GRPOResult) -> dict[str, Any]:

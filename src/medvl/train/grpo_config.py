@@ -18,7 +18,7 @@ from typing import Any, Literal
 from medvl.errors import ConfigError
 from medvl.train.prompts import TEMPLATES
 from medvl.train.rewards import REWARDS
-from medvl.train.sft_config import LoraSection
+from medvl.train.training_config import PARTS, Scheduler, TrainingSection, shared_field
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")
 #: Why each required GRPO field has no default (shown when a recipe leaves one out).
@@ -36,7 +36,7 @@ DRIFT = {
 }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GRPOSection:
     """The RL hyperparameters, all explicit (see :data:`DRIFT` for why)."""
 
@@ -86,7 +86,7 @@ class GRPOSection:
             raise ConfigError("grpo.temperature and grpo.epsilon must be > 0 and grpo.beta >= 0")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GRPODataSection:
     """Canonical JSONL records with a verifiable answer (MCQ, closed or open)."""
 
@@ -96,7 +96,7 @@ class GRPODataSection:
     max_train_samples: int | None = field(default=None, metadata={"help": "use the first N"})
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PromptSection:
     """How a record becomes the prompt (see ``medvl.train.prompts``)."""
 
@@ -114,24 +114,34 @@ class PromptSection:
             raise ConfigError("prompt.system is empty; give the system prompt text or null")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class VLLMSection:
     """TRL's vLLM rollout options, passed through as ``vllm_*`` (GPU only; needs ``vllm``)."""
 
     enabled: bool = field(default=False, metadata={"help": "GRPOConfig.use_vllm"})
-    mode: Literal["colocate", "server"] = "colocate"
+    mode: Literal["colocate", "server"] = field(
+        default="colocate",
+        metadata={"help": "colocate: vLLM in the training processes; server: a trl vllm-serve"},
+    )
     gpu_memory_utilization: float = field(default=0.3, metadata={"help": "colocate only"})
     tensor_parallel_size: int = field(default=1, metadata={"help": "colocate only"})
     max_model_length: int | None = field(default=None, metadata={"help": "prompt + completion"})
-    enable_sleep_mode: bool = False
+    enable_sleep_mode: bool = field(
+        default=False, metadata={"help": "colocate: free vLLM memory between rollouts"}
+    )
     server_base_url: str | None = field(default=None, metadata={"help": "server mode"})
-    server_host: str = "0.0.0.0"
-    server_port: int = 8000
-    server_timeout: float = 240.0
-    importance_sampling_correction: bool = True
+    server_host: str = field(default="0.0.0.0", metadata={"help": "server mode: host"})
+    server_port: int = field(default=8000, metadata={"help": "server mode: port"})
+    server_timeout: float = field(
+        default=240.0, metadata={"help": "server mode: seconds to wait for the server"}
+    )
+    importance_sampling_correction: bool = field(
+        default=True,
+        metadata={"help": "correct for vLLM's and the trainer's token probabilities differing"},
+    )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MonitorSection:
     """What a person can read while the run goes: sample completions on disk."""
 
@@ -139,13 +149,11 @@ class MonitorSection:
     samples_per_dump: int = field(default=16, metadata={"help": "completions written per dump"})
 
 
-@dataclass
-class GRPOConfig:
-    """A complete GRPO recipe (YAML keys mirror these fields)."""
+@dataclass(kw_only=True)
+class GRPOConfig(TrainingSection):
+    """A complete GRPO recipe (YAML keys mirror these fields and those of TrainingSection)."""
 
-    model: str = field(metadata={"help": "base model folder, or a medvl SFT output"})
     data: GRPODataSection = field(metadata={"help": "training data"})
-    output_dir: Path = field(metadata={"help": "run folder"})
     grpo: GRPOSection = field(metadata={"help": "RL hyperparameters, all explicit"})
     rewards: list[str] = field(metadata={"help": ", ".join(REWARDS)})
     reward_weights: list[float] | None = field(
@@ -155,49 +163,39 @@ class GRPOConfig:
         default_factory=dict,
         metadata={"help": "keyword arguments per reward, e.g. length_penalty: {max_tokens: 512}"},
     )
-    prompt: PromptSection = field(default_factory=PromptSection)
+    prompt: PromptSection = field(
+        default_factory=PromptSection, metadata={"help": "how a record becomes the prompt"}
+    )
     tuning: Literal["lora", "full"] = field(
         default="lora", metadata={"help": "lora: new LoRA on the language model; full: weights"}
     )
-    lora: LoraSection = field(default_factory=LoraSection)
     full_parts: list[str] = field(
         default_factory=lambda: ["language"], metadata={"help": "tuning full: parts that train"}
     )
-    learning_rate: float = 1e-6
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = field(default=4, metadata={"help": "completions per device per step"})
-    grad_accum: int = 1
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "linear"
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    gradient_checkpointing: bool = False
-    attn_implementation: str = "sdpa"
-    logging_steps: int = 1
-    save_steps: int = 50
-    save_total_limit: int | None = 2
-    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint"})
-    deepspeed: Path | None = field(
-        default=None, metadata={"help": "DeepSpeed JSON (e.g. recipes/deepspeed/zero3.json)"}
+    # GRPO's defaults that differ from SFT's (the fields and their checks: TrainingSection)
+    learning_rate: float = shared_field("learning_rate", 1e-6)
+    batch_size: int = shared_field(
+        "batch_size", 4, "completions per device per step (batch_size / num_generations prompts)"
     )
-    vllm: VLLMSection = field(default_factory=VLLMSection)
-    monitor: MonitorSection = field(default_factory=MonitorSection)
+    warmup_ratio: float = shared_field("warmup_ratio", 0.0)
+    scheduler: Scheduler = shared_field("scheduler", "linear")  # noqa: RUF009 (a field())
+    logging_steps: int = shared_field("logging_steps", 1)
+    vllm: VLLMSection = field(
+        default_factory=VLLMSection, metadata={"help": "vLLM rollouts (GPU only)"}
+    )
+    monitor: MonitorSection = field(
+        default_factory=MonitorSection, metadata={"help": "sample completions written to disk"}
+    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self._check_rewards()
         self._check_batch()
-        from medvl.train.sft_config import PARTS
-
         unknown = sorted(set(self.full_parts) - set(PARTS))
         if unknown or not self.full_parts:
             raise ConfigError(
                 f"full_parts {self.full_parts}: list one or more of {', '.join(PARTS)}"
             )
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
 
     def _check_rewards(self) -> None:
         if not self.rewards:
@@ -221,8 +219,6 @@ class GRPOConfig:
             _check_reward_params(name, params, self.rewards)
 
     def _check_batch(self) -> None:
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ConfigError("batch_size and grad_accum must be >= 1")
         processes = int(os.environ.get("WORLD_SIZE", "1"))
         generation_batch = self.batch_size * self.grad_accum * processes
         if generation_batch % self.grpo.num_generations:

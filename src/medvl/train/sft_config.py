@@ -6,6 +6,9 @@ Stages (what trains, resolved through the model family registry):
 - ``instruct``: stage 2 instruction tuning; LoRA on the language model, optionally the merger
   fully (``train_merger``) and LoRA on the vision tower (``vision_lora``).
 - ``full``: every part named in ``unfreeze`` trains with full weights.
+
+The knobs SFT shares with GRPO (optimizer, schedule, precision, checkpoints) are declared once
+in :class:`~medvl.train.training_config.TrainingSection`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,10 @@ from pathlib import Path
 from typing import Literal
 
 from medvl.errors import ConfigError
+from medvl.train.training_config import PARTS, TrainingSection
 
-PARTS = ("vision", "merger", "language", "lm_head")
 
-
-@dataclass
+@dataclass(kw_only=True)
 class DataSection:
     """Canonical JSONL files and how records become token sequences."""
 
@@ -37,43 +39,25 @@ class DataSection:
             raise ConfigError(f"data.max_length {self.max_length} is too small; use e.g. 2048")
 
 
-@dataclass
-class LoraSection:
-    """LoRA on the language model (and optionally the vision tower)."""
-
-    r: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.05
-    targets: list[str] | None = field(
-        default=None,
-        metadata={"help": "language-model module names; default: the family's attention+MLP"},
-    )
-
-    def __post_init__(self) -> None:
-        if self.r < 1:
-            raise ConfigError(f"lora.r must be >= 1, got {self.r}")
-
-
-@dataclass
+@dataclass(kw_only=True)
 class ValidationSection:
     """Generation-based validation during training."""
 
     every_steps: int = field(default=0, metadata={"help": "0 = only at the end"})
     samples: int = field(default=64, metadata={"help": "validation records used (first N)"})
-    max_new_tokens: int = 32
-    batch_size: int = 8
+    max_new_tokens: int = field(default=32, metadata={"help": "answer tokens generated"})
+    batch_size: int = field(default=8, metadata={"help": "records generated per batch"})
     metric: str = field(default="closed_accuracy", metadata={"help": "metric for the best ckpt"})
 
 
-@dataclass
-class SFTConfig:
-    """A complete SFT recipe (YAML keys mirror these fields)."""
+@dataclass(kw_only=True)
+class SFTConfig(TrainingSection):
+    """A complete SFT recipe (YAML keys mirror these fields and those of TrainingSection)."""
 
-    model: str = field(metadata={"help": "base model folder (or a previous stage's output)"})
     data: DataSection = field(metadata={"help": "training data"})
-    output_dir: Path = field(metadata={"help": "run folder"})
-    stage: Literal["align", "instruct", "full"] = "instruct"
-    lora: LoraSection = field(default_factory=LoraSection)
+    stage: Literal["align", "instruct", "full"] = field(
+        default="instruct", metadata={"help": "what trains: align, instruct or full"}
+    )
     train_merger: bool = field(default=False, metadata={"help": "instruct: merger fully trained"})
     vision_lora: bool = field(default=False, metadata={"help": "instruct: LoRA on vision tower"})
     train_lm_head: bool = field(
@@ -86,17 +70,8 @@ class SFTConfig:
     unfreeze: list[str] = field(
         default_factory=lambda: ["merger", "language"], metadata={"help": "full: parts to train"}
     )
-    learning_rate: float = field(default=1e-4, metadata={"help": "language model (and LoRA)"})
     merger_lr: float | None = field(default=None, metadata={"help": "default: learning_rate"})
     vision_lr: float | None = field(default=None, metadata={"help": "default: learning_rate/10"})
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = field(default=8, metadata={"help": "samples per device per step"})
-    grad_accum: int = 1
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
-    max_grad_norm: float = 1.0
     loss_average: Literal["token", "sample", "square"] = field(
         default="token",
         metadata={
@@ -104,17 +79,12 @@ class SFTConfig:
             "(every sample counts the same), square (1/sqrt(tokens), InternVL 2.5)"
         },
     )
-    seed: int = 42
     packing: bool = field(default=True, metadata={"help": "pack samples into rows (no padding)"})
     pack_rows: int = field(default=2, metadata={"help": "rows a packed batch is balanced into"})
-    group_by_length: bool = True
-    gradient_checkpointing: bool = False
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    qlora: bool = field(default=False, metadata={"help": "4-bit base (CUDA + bitsandbytes)"})
-    attn_implementation: str = "sdpa"
-    deepspeed: Path | None = field(
-        default=None, metadata={"help": "DeepSpeed JSON (e.g. recipes/deepspeed/zero3.json)"}
+    group_by_length: bool = field(
+        default=True, metadata={"help": "batch records of similar length (less padding)"}
     )
+    qlora: bool = field(default=False, metadata={"help": "4-bit base (CUDA + bitsandbytes)"})
     fsdp: str | None = field(default=None, metadata={"help": "e.g. 'full_shard auto_wrap'"})
     dummy_image_forward: bool | None = field(
         default=None,
@@ -123,14 +93,28 @@ class SFTConfig:
             "default: on with deepspeed/fsdp (prevents ZeRO-3 hangs)"
         },
     )
-    logging_steps: int = 5
-    save_steps: int = 50
-    save_total_limit: int | None = 2
-    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint"})
-    dataloader_workers: int = 0
-    validation: ValidationSection = field(default_factory=ValidationSection)
+    dataloader_workers: int = field(
+        default=0, metadata={"help": "data-loading worker processes (0: in the main process)"}
+    )
+    validation: ValidationSection = field(
+        default_factory=ValidationSection, metadata={"help": "generation-based validation"}
+    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_stage()
+        for name in ("merger_lr", "vision_lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if self.pack_rows < 1:
+            raise ConfigError("pack_rows must be >= 1")
+        if self.dataloader_workers < 0:
+            raise ConfigError(f"dataloader_workers must be >= 0, got {self.dataloader_workers}")
+        if self.dummy_image_forward is None:
+            self.dummy_image_forward = bool(self.deepspeed or self.fsdp)
+
+    def _check_stage(self) -> None:
         unknown = sorted(set(self.unfreeze) - set(PARTS))
         if unknown:
             raise ConfigError(f"unfreeze: unknown part {unknown[0]!r}; parts: {', '.join(PARTS)}")
@@ -145,16 +129,6 @@ class SFTConfig:
             raise ConfigError("stage 'full' with an empty unfreeze list trains nothing")
         if self.qlora and self.stage != "instruct":
             raise ConfigError("qlora needs stage 'instruct' (LoRA on a 4-bit base)")
-        for name in ("learning_rate", "merger_lr", "vision_lr"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{name} must be positive, got {value}")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ConfigError("batch_size and grad_accum must be >= 1")
-        if self.pack_rows < 1:
-            raise ConfigError("pack_rows must be >= 1")
-        if self.dummy_image_forward is None:
-            self.dummy_image_forward = bool(self.deepspeed or self.fsdp)
 
     def lr_for(self, part: str) -> float:
         """Learning rate of one model part."""

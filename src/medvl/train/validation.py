@@ -35,17 +35,8 @@ def generate_answers(
     """Greedy answers of ``model`` to each record's question (batched, left-padded)."""
     from medvl.infer.engine import ChatRequest, GenerationSettings
     from medvl.infer.hf_engine import HFEngine
-    from medvl.models.loading import LoadedModel, LoadOptions
 
-    loaded = LoadedModel(
-        model=model,
-        processor=processor,
-        base="<training>",
-        adapters=(),
-        options=LoadOptions(),
-        family=None,
-    )
-    engine = HFEngine(loaded, batch_size=batch_size, num_workers=0)
+    engine = HFEngine.from_model(model, processor, batch_size=batch_size, num_workers=0)
     requests = [ChatRequest.from_record(r, base_dir) for r in records]
     generations = engine.generate(requests, GenerationSettings(max_new_tokens=max_new_tokens))
     return [g.text if g.error is None else "" for g in generations]

@@ -11,7 +11,6 @@ raise :class:`SkipRecord` (or any ``ValueError``/``KeyError``/``TypeError``) for
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from medvl.data.paths import output_path
 from medvl.data.record import IMAGE_PLACEHOLDER, Message, Record
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,8 @@ class ReadContext:
     """Everything a reader needs to know about one conversion run.
 
     ``out_dir`` is the output JSONL's folder: image paths in the records are written relative to
-    it where the two share a folder other than the filesystem root (see :func:`output_path`).
+    it where the two share a folder other than the filesystem root (see
+    :func:`medvl.data.paths.output_path`).
     ``image_out_dir`` is where readers that carry images inline (base64 TSV) write image files.
     ``lang`` and ``split`` are filters that :func:`medvl.data.formats.convert` applies; readers
     may use ``split`` only to skip reading files of other splits, never to label records.
@@ -255,27 +256,6 @@ def normalise_image_path(raw: str) -> str:
 def is_absolute(raw: str) -> bool:
     """True for POSIX absolute paths and Windows drive paths such as ``C:\\data\\a.png``."""
     return raw.startswith(("/", "\\")) or bool(re.match(r"^[A-Za-z]:[\\/]", raw))
-
-
-def output_path(image: Path, out_dir: Path) -> str:
-    """``image`` relative to ``out_dir`` (``../Slake1.0/imgs/x.jpg`` included), else absolute.
-
-    Relative paths let a converted set move together with its images (a project folder copied
-    to another machine). They are absolute only when the two share nothing but the filesystem
-    root or a drive (``/data`` vs ``/home``, ``C:`` vs ``D:``), where ``../../..`` would be
-    as tied to this machine as an absolute path. ``medvl data validate`` reads both kinds as the
-    converter wrote them and confines images to a dataset root only when ``--root`` is given,
-    which is the check to run on a set that must be self-contained.
-    """
-    image_abs = os.path.abspath(image)
-    out_abs = os.path.abspath(out_dir)
-    try:
-        common = os.path.commonpath([image_abs, out_abs])
-    except ValueError:  # different drives on Windows
-        return Path(image_abs).as_posix()
-    if Path(common).parent == Path(common):  # only the root (or drive) in common
-        return Path(image_abs).as_posix()
-    return Path(os.path.relpath(image_abs, out_abs)).as_posix()
 
 
 def guess_lang(*texts: Any) -> str:

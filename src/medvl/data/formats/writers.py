@@ -19,7 +19,7 @@ from typing import Any
 
 import datasets
 
-from medvl.data.formats.base import output_path
+from medvl.data.paths import rebased_image_paths
 from medvl.data.record import IMAGE_PLACEHOLDER, Record
 from medvl.fileio import atomic_write_text
 
@@ -27,14 +27,10 @@ LLAVA_ROLES = {"user": "human", "assistant": "gpt"}
 _EXTRAS = ("answer", "options", "answer_type", "question_type", "lang")
 
 
-def _image_paths(record: Record, base_dir: Path, out_dir: Path) -> list[str]:
-    return [output_path(p, out_dir) for p in record.image_paths(base_dir)]
-
-
 def llava_row(record: Record, base_dir: Path, out_dir: Path) -> dict[str, Any]:
     """One LLaVA-style object for ``record`` (images re-based from ``base_dir`` to ``out_dir``)."""
     row: dict[str, Any] = {"id": record.id}
-    images = _image_paths(record, base_dir, out_dir)
+    images = rebased_image_paths(record, base_dir, out_dir)
     if images:
         row["image"] = images[0] if len(images) == 1 else images
     turns = record.messages
@@ -95,7 +91,7 @@ def to_sharegpt(
         {
             "id": r.id,
             "messages": [m.to_dict() for m in r.messages],
-            "images": _image_paths(r, Path(base_dir), out_json.parent),
+            "images": rebased_image_paths(r, base_dir, out_json.parent),
         }
         for r in records
     ]

@@ -22,6 +22,7 @@ from medvl.eval.protocols.base import (
     ScoringProtocol,
     check_benchmark,
 )
+from medvl.eval.protocols.huatuogpt_vision import HuatuoGPTVisionProtocol
 from medvl.eval.protocols.llava_med import LlavaMedProtocol
 from medvl.eval.protocols.lmms_eval import LmmsEvalProtocol
 from medvl.eval.protocols.medevalkit import MedEvalKitProtocol
@@ -38,6 +39,7 @@ _ALL: tuple[ScoringProtocol, ...] = (
     MedEvalKitProtocol(),
     LlavaMedProtocol(),
     MedVLMR1Protocol(),
+    HuatuoGPTVisionProtocol(),
 )
 #: Name -> protocol, ``medvl`` (the default) first.
 PROTOCOLS: Mapping[str, ScoringProtocol] = MappingProxyType({p.name: p for p in _ALL})
