@@ -12,7 +12,7 @@ def register(groups) -> None:
     subs = train.add_subparsers(dest="train_command", metavar="STEP", title="training steps")
     subs.required = True
     sft = subs.add_parser("sft", help="supervised fine-tuning (stage align|instruct|full)")
-    sft.add_argument("recipe", type=Path, help="recipe YAML (see recipes/)")
+    sft.add_argument("recipe", type=Path, help="recipe YAML (see recipes/*/sft_*.yaml)")
     sft.add_argument(
         "overrides",
         nargs="*",
@@ -48,7 +48,7 @@ def _register_grpo(subs) -> None:
     grpo = subs.add_parser(
         "grpo", help="GRPO reinforcement learning with verifiable rewards (TRL GRPOTrainer)"
     )
-    grpo.add_argument("recipe", type=Path, help="recipe YAML (see recipes/grpo/)")
+    grpo.add_argument("recipe", type=Path, help="recipe YAML (see recipes/*/grpo*.yaml)")
     grpo.add_argument(
         "overrides",
         nargs="*",

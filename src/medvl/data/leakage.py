@@ -15,7 +15,7 @@ Three kinds of leak, each reported per test record with the closest train record
   modality and organ, 112-224 px) and the real VQA-RAD and PathVQA samples: copies resized to
   half, 0.8x or double size or re-encoded as JPEG at quality 70 stay within 10 of 256 bits
   (within 4 of 64; harsher JPEG q=50 at half size: 16); different phantoms lie 26 or more of 256
-  bits apart, distinct real images 92 or more. ``tests/test_leakage.py`` re-checks this. The
+  bits apart, distinct real images 92 or more. ``tests/unit/test_leakage.py`` re-checks this. The
   64-bit hash alone cannot decide: two phantoms of different organs can share it exactly.
 * ``qa_duplicate``: the same normalised question and answer on the same image group (every test
   image matches a train image exactly or nearly, or neither record has images).

@@ -10,18 +10,23 @@ Yes/no rules, first that decides wins (all on the ``<answer>`` tag content when 
 on the text outside ``<think>`` blocks; the rule of a tag hit is ``answer_tag``):
 
 1. ``answer_phrase`` - the last "the answer is X" / "Answer: X" / "答案是：X" / "答案：X" /
-   "结论：X"; X (to the end of its sentence) is read by rules 2-6. This settles "Yes. ... The
-   answer is no." and the 是 of "答案是：否" is part of the phrase, not a "yes".
+   "结论：X"; X (to the end of its sentence) must start with the answer (rules 2-4: a single or
+   leading yes/no word). This settles "Yes. ... The answer is no." and the 是 of "答案是：否" is
+   part of the phrase, not a "yes". A phrase that gives another answer ("The answer is the
+   liver, which has no lesion", "答案是肝脏") leaves the record unanswered: answer None, rule
+   ``answer_phrase``.
 2. ``single_word`` - the whole answer is one yes/no word ("Yes.", "not present", "是的", "没有").
 3. ``ambiguous`` - both a yes and a no signal (rules 4-6) are present: wrong, whatever leads.
    So "Yes, there is no fracture" is ambiguous (a contradiction is never counted right).
 4. ``leading_word`` - the first word of the first non-question sentence is a yes/no word
    ("Yes, there is a mass", "No.", "是的，...", "不是", "没有...", "有结节").
-5. ``negation`` - a negation scope anywhere: no, not, none, absent, "negative for",
-   "no evidence of", "there is no"; 没有, 没, 不是, 不存在, 无, 未见, 未, 否, 不对, 不包含.
-   A negated finding answers "no" to a presence question.
-6. ``affirmation`` - a yes signal: yes/yeah/yep/present/"positive for" anywhere, 是的/对的/没错
-   anywhere, and 是/有/对/存在/正确/肯定/包含 only where a comma-separated part of a sentence
+5. ``negation`` - a negation scope in the answer sentence (the first sentence that is not a
+   question, at most 160 characters; later sentences explain, and a run-on text has no answer
+   sentence): no, not, none, absent, "negative for", "no evidence of", "there is no"; 没有, 没,
+   不是, 不存在, 无, 未见, 未, 否, 不对, 不包含. A negated finding answers "no" to a presence
+   question.
+6. ``affirmation`` - a yes signal in the answer sentence: yes/yeah/yep/present/"positive for",
+   是的/对的/没错, and 是/有/对/存在/正确/肯定/包含 only where a comma-separated part of a sentence
    starts with them (in mid-sentence they are a copula or a verb: "显示的是肝脏").
 7. ``none`` - nothing read (wrong).
 
@@ -117,6 +122,10 @@ _EN_HEDGE = re.compile(
     r"|yes\s+or\s+no|not\s+only|no\s+matter)(?![a-z])"
 )
 _EN_NEGATED_YES = re.compile(r"(?<![a-z])(?:not|no)\s+(?:present|true|correct|seen)(?![a-z])")
+#: The longest answer sentence (characters) in which a negation or affirmation that does not
+#: lead is read; see :func:`_decide`.
+ANSWER_SENTENCE_CHARS = 160
+
 _EN_NO = re.compile(
     r"(?<![a-z0-9])(?:no|not|none|nope|absent|negative\s+for|without\s+(?:any\s+)?evidence)"
     r"(?![a-z0-9])"
@@ -286,19 +295,29 @@ def _phrase_capture(text: str) -> str | None:
 
 
 def _read_yes_no(span: str) -> ClosedAnswer:
-    """Rules 1-7 on one span."""
+    """Rules 1-7 on one span. An answer phrase decides only when what follows it starts with the
+    answer ("答案是：否", "the answer is no, ..."); a phrase followed by anything else gave
+    another answer (answer None, rule ``answer_phrase``), and no yes/no word elsewhere in the
+    text is taken instead."""
     captured = _phrase_capture(span)
     if captured is not None:
-        found = _decide(captured)
-        if found.answer is not None:
-            return ClosedAnswer(found.answer, "answer_phrase")
+        found = _decide(captured, lead_only=True)
         if found.rule == "ambiguous":
             return found
+        return ClosedAnswer(found.answer, "answer_phrase")  # None: it answered something else
     return _decide(span)
 
 
-def _decide(span: str) -> ClosedAnswer:
-    """Rules 2-7: single word, then the signals of every non-question sentence."""
+def _decide(span: str, *, lead_only: bool = False) -> ClosedAnswer:
+    """Rules 2-7: single word, then the leading word, then the signals of the answer sentence.
+
+    Contradicting signals anywhere (outside questions) make the answer ambiguous. A negation or
+    affirmation that does not lead counts only in the first non-question sentence (the answer
+    sentence; later ones explain), and only when that sentence is at most
+    :data:`ANSWER_SENTENCE_CHARS` long: a run-on text has no answer sentence, and a yes/no
+    signal somewhere inside it is no answer (a random model's babble quotes training answers).
+    ``lead_only`` (inside an answer phrase): only a single or leading word decides.
+    """
     if (single := yes_no_reference(span)) is not None:
         return ClosedAnswer(single, "single_word")
     clauses = [c for c, question in _clauses(_prepare(span)) if not question]
@@ -310,8 +329,11 @@ def _decide(span: str) -> ClosedAnswer:
         return ClosedAnswer(None, "ambiguous")
     if leading is not None:
         return ClosedAnswer(leading, "leading_word")
-    if signals:
-        answer = signals.pop()
+    if lead_only or not clauses or len(clauses[0].strip()) > ANSWER_SENTENCE_CHARS:
+        return ClosedAnswer(None, "none")
+    first = _english_signals(clauses[0]) | _chinese_signals(clauses[0])
+    if first:
+        answer = first.pop()
         return ClosedAnswer(answer, "negation" if answer == _NO else "affirmation")
     return ClosedAnswer(None, "none")
 

@@ -18,7 +18,8 @@ standard corpus perplexity: every token weighs the same), the mean of the per-re
 (every record weighs the same; a few short, badly predicted answers raise it), and per record the
 summed nll and token count, so any grouping can be pooled again (:func:`group_perplexity`).
 Batches are right-padded; padding, prompt and image positions carry label -100 and never count,
-so the result does not depend on the batch size (checked in ``tests/test_perplexity.py``).
+so the result does not depend on the batch size (checked in
+``tests/integration/test_perplexity.py``).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ vision tower, the vision-to-language merger, the language model and the output h
 module names differ between Qwen2-VL, Qwen2.5-VL and Qwen3-VL and between transformers
 releases, so they live here, in one table, instead of as string literals scattered over the
 training code. The prefixes below were read off ``named_parameters()`` of
-``AutoModelForImageTextToText`` in transformers 5.x (see tests/test_registry.py, which checks
-every parameter of a real-architecture tiny model lands in exactly one part).
+``AutoModelForImageTextToText`` in transformers 5.x (see tests/integration/test_registry.py,
+which checks every parameter of a real-architecture tiny model lands in exactly one part).
 
 This module imports neither torch nor transformers, so the CLI can validate a family name
 before paying for those imports.

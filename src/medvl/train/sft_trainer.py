@@ -88,8 +88,8 @@ class MedvlSFTTrainer(Trainer):
         ``datasets.Dataset`` column (ours is a torch dataset of lazily tokenized records whose
         lengths, image tokens included, were measured once) and draws the order from the global
         random state; ours depends on (seed, epoch) only, so a resumed run replays it exactly.
-        ``tests/test_sft.py::test_the_trainer_uses_the_epoch_seeded_sampler`` fails if a
-        transformers release stops calling this method.
+        ``tests/integration/test_sft.py::test_the_trainer_uses_the_epoch_seeded_sampler`` fails
+        if a transformers release stops calling this method.
         """
         lengths = self.sft_state.lengths
         if self.sft_state.config.group_by_length and lengths:
