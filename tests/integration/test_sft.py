@@ -141,7 +141,10 @@ def test_bad_inputs_fail_before_training(tiny_model_dirs, phantom_dir, tmp_path)
     bad.write_text("\n".join([*lines[1:5], json.dumps(record)]) + "\n")
     (tmp_path / "images").symlink_to(phantom_dir / "images")
     cfg = config(tmp_path, tiny_model_dirs("qwen2_vl"), phantom_dir, f"data.train={bad}")
-    with pytest.raises(MedvlError, match=r"1 invalid record\(s\).*missing.*medvl data validate"):
+    with pytest.raises(
+        MedvlError,
+        match=r"bad\.jsonl:5 \(id '[\w-]+'\): images\[0\] .*not found.*on_bad_image=skip",
+    ):
         run_sft(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
 

@@ -6,12 +6,15 @@ cites; rows marked "medvl differs" are cases where medvl's own scorer gives anot
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from medvl.errors import MedvlError, UnknownNameError
 from medvl.eval.metrics_text import open_recall_llava
 from medvl.eval.protocols import (
     PROTOCOLS,
+    Answer,
     Judgment,
     ProtocolError,
     ScoringProtocol,
@@ -24,7 +27,7 @@ FOUR = {"A": "CT", "B": "MRI", "C": "X-ray", "D": "Ultrasound"}
 
 
 def judge(name, prediction, gold, *, kind="closed", options=None, bench=None, lang="en"):
-    return get_protocol(name).judge(
+    answer = Answer(
         kind=kind,
         question="q?",
         prediction=prediction,
@@ -33,6 +36,7 @@ def judge(name, prediction, gold, *, kind="closed", options=None, bench=None, la
         lang=lang,
         benchmark=bench,
     )
+    return get_protocol(name).judge(answer)
 
 
 # --- registry ------------------------------------------------------------------------------
@@ -64,6 +68,20 @@ def test_benchmarks_are_medvl_benchmark_names():
 def test_unknown_protocol_lists_the_names():
     with pytest.raises(UnknownNameError, match="medvl, lmms-eval"):
         get_protocol("lmms")
+
+
+def test_answer_is_frozen_keyword_only_with_light_defaults():
+    answer = Answer(kind="open", prediction="lung", gold="lung")
+    assert (answer.question, answer.options, answer.lang, answer.benchmark) == (
+        "",
+        None,
+        "en",
+        None,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        answer.gold = "liver"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Answer("open", "lung", "lung")  # type: ignore[misc]
 
 
 def test_uncovered_benchmark_and_kind_are_refused_readably():

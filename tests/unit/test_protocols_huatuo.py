@@ -12,7 +12,7 @@ import difflib
 
 import pytest
 
-from medvl.eval.protocols import Judgment, ProtocolError, get_protocol
+from medvl.eval.protocols import Answer, Judgment, ProtocolError, get_protocol
 from medvl.eval.protocols.huatuogpt_vision import match_choice3
 
 FIVE = {"A": "Hemorrhage", "B": "Infarct", "C": "Tumor", "D": "Edema", "E": "Normal"}
@@ -20,7 +20,7 @@ FOUR = {"A": "CT", "B": "MRI", "C": "X-ray", "D": "Ultrasound"}
 
 
 def judge(name, prediction, gold, options=FIVE, *, bench="huatuo", kind="mcq"):
-    return get_protocol(name).judge(
+    answer = Answer(
         kind=kind,
         question="What is apparent in this image?",
         prediction=prediction,
@@ -29,6 +29,7 @@ def judge(name, prediction, gold, options=FIVE, *, bench="huatuo", kind="mcq"):
         lang="en",
         benchmark=bench,
     )
+    return get_protocol(name).judge(answer)
 
 
 ROWS = [

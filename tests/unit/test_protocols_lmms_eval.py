@@ -109,20 +109,13 @@ def test_normalisation_matches_lmms_eval(upstream_slake):
 
 
 def test_correctness_matches_slake_process_results(upstream_slake):
-    from medvl.eval.protocols import get_protocol
+    from medvl.eval.protocols import Answer, get_protocol
 
     protocol = get_protocol("lmms-eval")
     for prediction, gold in PAIRS:
         doc = {"answer": gold, "qid": 1, "q_lang": "en", "answer_type": "CLOSED"}
         record = upstream_slake.slake_process_results(doc, [prediction])["slake_accuracy"]
-        ours = protocol.judge(
-            kind="closed",
-            question="",
-            prediction=prediction,
-            gold=gold,
-            options=None,
-            lang="en",
-            benchmark="slake",
-        )
+        answer = Answer(kind="closed", prediction=prediction, gold=gold, benchmark="slake")
+        ours = protocol.judge(answer)
         assert ours.correct == float(record["is_correct"]), (prediction, gold)
         assert ours.extracted == record["prediction_normalized"]

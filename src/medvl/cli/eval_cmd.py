@@ -53,6 +53,7 @@ def register(groups) -> None:
     add_protocol_arg(score)
     score.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_prediction_cap_arg(score)
     add_judge_args(score)
     score.set_defaults(func=run_score)
 
@@ -140,11 +141,27 @@ def _register_run(subs) -> None:
     run.add_argument("--overwrite", action="store_true", help="predict even if cached")
     run.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     add_protocol_arg(run)
+    add_prediction_cap_arg(run)
     add_model_args(run, required=False)
     add_remote_args(run)
     add_generation_args(run)
     add_judge_args(run)
     run.set_defaults(func=run_bench, max_new_tokens=None)
+
+
+def add_prediction_cap_arg(parser: argparse.ArgumentParser) -> None:
+    """``--max-prediction-chars``: longer predictions are cut to their head for scoring."""
+    parser.add_argument(
+        "--max-prediction-chars",
+        type=int,
+        default=20_000,
+        help="cut longer predictions to their first N characters before scoring (default "
+        "20000; counted and listed in metrics.json; 0: no cap)",
+    )
+
+
+def _prediction_cap(args: argparse.Namespace) -> int | None:
+    return args.max_prediction_chars or None
 
 
 def _register_perplexity(subs) -> None:
@@ -187,6 +204,7 @@ def run_score(args: argparse.Namespace) -> int:
         bootstrap=BootstrapSettings(resamples=args.resamples, seed=args.seed),
         protocol=args.protocol,
         benchmark=get_benchmark(args.bench).name if args.bench else None,
+        max_prediction_chars=_prediction_cap(args),
     )
     print(f"scored {result.metrics['counts']['records']} records of {args.data} with {args.pred}")
     _print_metrics(result.metrics)
@@ -212,6 +230,12 @@ def _print_metrics(body: dict[str, Any]) -> None:
     unparsed = body["unparsed"]
     if unparsed["n"]:
         print(f"  unparsed MCQ       {unparsed['count']} of {unparsed['n']}")
+    if counts.get("truncated"):
+        cap = body.get("settings", {}).get("max_prediction_chars")
+        print(
+            f"  cut to {cap} chars  {counts['truncated']} predictions (ids in metrics.json; "
+            "--max-prediction-chars)"
+        )
     if counts.get("not_scored"):
         print(
             f"  not scored         {counts['not_scored']} of {counts['records']} records: the "
@@ -248,6 +272,7 @@ def run_bench(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         bootstrap=BootstrapSettings(resamples=args.resamples),
         protocol=args.protocol,
+        max_prediction_chars=_prediction_cap(args),
     )
     with _progress_bar() as progress:
         result = run_benchmark(config, spec, progress=progress)

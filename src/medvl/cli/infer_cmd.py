@@ -63,9 +63,11 @@ def _register_predict(groups) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from medvl.fileio import check_writable_file
     from medvl.infer.predict import predict_file
 
     settings = generation_settings(args)
+    check_writable_file(args.out)  # before the model loads
     engine = _engine(args, batch_size=args.batch_size, workers=args.workers)
     bar = tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True)
 
@@ -189,15 +191,45 @@ def _register_serve(groups) -> None:
     parser.add_argument("--image-root", type=Path, help="allow image file paths under this dir")
     parser.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body")
     parser.add_argument("--max-images", type=int, default=8, help="most images per request")
+    parser.add_argument(
+        "--max-request-pixels",
+        type=int,
+        default=40_000_000,
+        help="most image pixels per request, summed over its images and read from the headers "
+        "before decoding (default: 40000000)",
+    )
+    parser.add_argument(
+        "--max-concurrent-decodes", type=int, default=2, help="requests decoding images at once"
+    )
+    parser.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        help="most prompt tokens per request (default: the model's context less max_tokens)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=600.0,
+        help="seconds a request may take, waiting for the model included; 0: no limit",
+    )
     add_model_args(parser)
     add_generation_args(parser, max_new_tokens=512)
     parser.set_defaults(func=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from medvl.errors import ConfigError
     from medvl.infer.protocol import ServerConfig
     from medvl.infer.server import create_app, is_loopback, run_server
 
+    for flag in ("max_images", "max_request_pixels", "max_concurrent_decodes", "max_prompt_tokens"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.request_timeout < 0:
+        raise ConfigError(
+            f"--request-timeout must be >= 0 (0: no limit), got {args.request_timeout}"
+        )
     api_key = args.api_key or os.environ.get("MEDVL_API_KEY") or None
     if not is_loopback(args.host) and api_key is None:
         print(
@@ -213,6 +245,10 @@ def run_serve(args: argparse.Namespace) -> int:
         image_root=args.image_root,
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_images=args.max_images,
+        max_request_pixels=args.max_request_pixels,
+        max_concurrent_decodes=args.max_concurrent_decodes,
+        max_prompt_tokens=args.max_prompt_tokens,
+        request_timeout=args.request_timeout or None,
         defaults=generation_settings(args),
     )
     print(f"serving {name!r} at http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr)

@@ -1,7 +1,9 @@
 """The ``medvl`` command line: one entry point, one sub-command group per task.
 
 Library code never prints; this layer turns results into terminal output and turns
-:class:`~medvl.errors.MedvlError` into one readable line and exit status 2.
+:class:`~medvl.errors.MedvlError` into one readable line and exit status 2. Filesystem failures
+(full disk, read-only or unwritable folder, a file where a folder should be), whichever command
+hits them, take the same path through :func:`~medvl.errors.filesystem_error`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 
 from medvl import __version__
 from medvl.cli import data_cmd, eval_cmd, infer_cmd, run_cmd, tiny_cmd, train_cmd
-from medvl.errors import MedvlError
+from medvl.errors import MedvlError, filesystem_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
+    except Exception as exc:  # a full disk, read-only folder...: one line; anything else raises
+        error = filesystem_error(exc)
+        if error is None:
+            raise
+        print(f"medvl: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("medvl: interrupted", file=sys.stderr)
         return 130

@@ -3,8 +3,9 @@ image processor can take it (each side at least 28 px, aspect ratio at most 200,
 than the decompression-bomb limit).
 
 Each problem is an :class:`ImageCheck` with a stable short ``code`` (for reports) and a one-line
-``message`` that says what is wrong and how to fix it. ``decode=False`` reads headers only (fast);
-``decode=True`` also decodes the pixels, which is the only way to catch truncated files.
+``message`` that says what is wrong and how to fix it. ``decode=False`` reads headers, and the
+last bytes of PNG and JPEG files (a file cut short lacks its end marker), without decoding;
+``decode=True`` also decodes the pixels (corrupt data inside a complete file).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def image_header(path: str | Path) -> ImageHeader:
     """Width, height, mode and format of ``path`` from its header alone (fast; no decoding).
 
     Raises :class:`ImageError` (``missing``, ``undecodable``, ``truncated`` when the header
-    promises more bytes than the file holds, ``too_large`` past PIL's hard bomb limit).
+    promises more bytes than the file holds or a PNG/JPEG lacks its end marker, ``too_large``
+    past PIL's hard bomb limit).
     """
     path = Path(path)
     require_file(path)
@@ -87,9 +89,44 @@ def image_header(path: str | Path) -> ImageHeader:
         with warnings.catch_warnings():  # size is judged by the caller against MAX_PIXELS
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return ImageHeader(image.width, image.height, image.mode, image.format or "?")
+                header = ImageHeader(image.width, image.height, image.mode, image.format or "?")
     except Exception as exc:
         raise pil_error(path, exc) from exc
+    _check_tail(path, header.format)
+    return header
+
+
+#: The bytes a complete file of each format ends with: PNG's IEND chunk (length 0, type, CRC)
+#: and JPEG's EOI marker. Nothing may follow them but padding (:data:`_PADDING`).
+_END_MARKERS = {"PNG": b"\x00\x00\x00\x00IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
+#: Bytes some writers (cameras, PACS exports, block-aligned copies) append after the end marker.
+_PADDING = b"\x00\xff \t\r\n"
+_TAIL_BYTES = 4096
+
+
+def _check_tail(path: Path, image_format: str) -> None:
+    """Raise :class:`ImageError` (``truncated``) when a PNG or JPEG does not end with its end
+    marker: the file was cut short (an interrupted copy or download).
+
+    Reads at most the last 4 KB, never decodes, so the default (header-only) validation
+    catches what would otherwise stop training when the record comes up.
+    """
+    marker = _END_MARKERS.get(image_format)
+    if marker is None:
+        return
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - _TAIL_BYTES))
+        tail = handle.read().rstrip(_PADDING)
+    if not tail.endswith(marker):
+        end = "IEND chunk" if image_format == "PNG" else "end-of-image marker FF D9"
+        raise ImageError(
+            path,
+            "truncated",
+            f"{image_format} file is cut short: it does not end with its {end} "
+            f"({size:,} bytes on disk)",
+            "re-copy or re-download the file, or drop the record",
+        )
 
 
 def _dicom_header(path: Path) -> ImageHeader:

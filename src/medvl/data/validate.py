@@ -1,10 +1,11 @@
 """Validate a canonical JSONL file before any GPU time is spent.
 
 Checks, per record: schema and unique ids, role order, an empty answer, every image (present,
-decodable, big enough; inside the dataset root when one is given, while without one paths are
-read as written, ``../`` and absolute ones included) and, with a model's processor, the exact
-token length with image tokens against ``max_length`` -- so no record can later be cut through
-its image tokens. Valid records are kept; every problem gets a stable code and a one-line reason.
+decodable, not cut short -- a PNG/JPEG must end with its end marker, read from the file's tail
+--, big enough; inside the dataset root when one is given, while without one paths are read as
+written, ``../`` and absolute ones included) and, with a model's processor, the exact token
+length with image tokens against ``max_length`` -- so no record can later be cut through its
+image tokens. Valid records are kept; every problem gets a stable code and a one-line reason.
 """
 
 from __future__ import annotations

@@ -46,8 +46,14 @@ from medvl.errors import ConfigError, MedvlError
 from medvl.eval.benchmarks import CANONICAL, Benchmark, get_benchmark
 from medvl.eval.breakdown import BootstrapSettings
 from medvl.eval.prompts import PromptTemplate, resolve_prompt
-from medvl.eval.scoring import check_gold, resolve_protocol, score_files
-from medvl.fileio import atomic_write_json, atomic_writer
+from medvl.eval.scoring import (
+    DEFAULT_MAX_PREDICTION_CHARS,
+    check_gold,
+    check_prediction_cap,
+    resolve_protocol,
+    score_files,
+)
+from medvl.fileio import atomic_write_json, atomic_writer, check_writable_dir
 from medvl.infer.engine import Engine, GenerationSettings
 from medvl.infer.factory import EngineSpec, open_engine
 from medvl.infer.predict import PredictSummary, predict_records, read_prediction_rows
@@ -82,12 +88,18 @@ class RunConfig:
     protocol: str = field(
         default="medvl", metadata={"help": "scoring protocol (medvl.eval.protocols)"}
     )
+    max_prediction_chars: int | None = field(
+        default=DEFAULT_MAX_PREDICTION_CHARS,
+        metadata={"help": "longer predictions are cut to their head for scoring; None: no cap"},
+    )
 
     def __post_init__(self) -> None:
+        check_prediction_cap(self.max_prediction_chars)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be a positive number of records, got {self.limit}")
         if Path(self.out).is_file():
             raise ConfigError(f"--out {self.out} is a file; pass a folder for the run")
+        check_writable_dir(self.out)  # before any model loads
 
 
 @dataclass(frozen=True)
@@ -308,6 +320,7 @@ def run_benchmark(
         bootstrap=config.bootstrap,
         protocol=config.protocol,
         benchmark=named,
+        max_prediction_chars=config.max_prediction_chars,
     )
     run = {
         "schema": "medvl.run/1",

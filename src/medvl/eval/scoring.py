@@ -1,9 +1,14 @@
 """Score a predictions file against canonical records: one row per record, nothing dropped.
 
 Predictions are JSONL, one object per line with ``id`` (or ``question_id``) and the model's text
-under ``prediction`` (or ``response``, ``output``, ``text``); other fields (medvl's own ``prompt``,
-``error``, ``settings``, ``model``, ``seconds``) are allowed. Which metrics a record gets depends
-on its kind (:func:`record_kind`):
+under ``prediction`` (or ``response``, ``output``, ``text``), read by
+:mod:`medvl.eval.predictions_file` (which refuses non-UTF-8 lines and lines with no text and no
+error). A prediction longer than ``max_prediction_chars`` (default
+:data:`DEFAULT_MAX_PREDICTION_CHARS`) is cut to its head before anything reads it (extraction,
+metrics, protocols, ``scores.jsonl``): the n-gram and alignment metrics are quadratic in length,
+and one 10 MB answer took minutes and 700 MB; the row keeps the original length under
+``truncated_from`` and ``metrics.json`` counts and lists the cut ids. Which metrics a record
+gets depends on its kind (:func:`record_kind`):
 
 - ``mcq`` (``options`` set): the letter is extracted from the text (``medvl.eval.extract``) and
   ``mcq_accuracy`` is 1 when it equals the gold letter; the rule that matched is kept;
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +42,21 @@ from medvl.eval.closed import extract_closed
 from medvl.eval.clusters import record_cluster
 from medvl.eval.extract import extract_choice
 from medvl.eval.metrics import METRICS
-from medvl.eval.protocols import DEFAULT_PROTOCOL, ScoringProtocol, check_benchmark, get_protocol
+from medvl.eval.predictions_file import ID_KEYS as ID_KEYS  # re-exported
+from medvl.eval.predictions_file import PREDICTION_KEYS as PREDICTION_KEYS  # re-exported
+from medvl.eval.predictions_file import Predictions, read_prediction_texts, status_of
+from medvl.eval.protocols import (
+    DEFAULT_PROTOCOL,
+    Answer,
+    ScoringProtocol,
+    check_benchmark,
+    get_protocol,
+)
 from medvl.provenance import file_sha256
 
 KINDS = ("mcq", "closed", "open", "report")
-ID_KEYS = ("id", "question_id")
-PREDICTION_KEYS = ("prediction", "response", "output", "text")
+#: Predictions longer than this many characters are cut to their head before scoring.
+DEFAULT_MAX_PREDICTION_CHARS = 20_000
 MCQ_ACCURACY = "mcq_accuracy"
 #: The per-record metric that sets ``correct`` (accuracy) for non-MCQ kinds.
 PRIMARY = {"closed": "closed_accuracy", "open": "exact_match"}
@@ -69,69 +83,6 @@ class Metric:
         if lang is not None and self.languages is not None and lang not in self.languages:
             return False
         return self.kind == record_kind or (self.kind == "open" and record_kind == "report")
-
-
-@dataclass
-class Predictions:
-    """A predictions file: the first text per id, and what was wrong with the file."""
-
-    path: Path
-    sha256: str
-    texts: dict[str, str | None] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    duplicate_ids: list[str] = field(default_factory=list)
-    models: list[str] = field(default_factory=list)
-    n_lines: int = 0
-
-
-def read_prediction_texts(path: str | Path) -> Predictions:
-    """The first text per id of a predictions JSONL, and what was wrong with the file; raise
-    :class:`RecordError` naming ``FILE:LINE`` for a bad line."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecordError(f"{path}: no such file; pass the predictions .jsonl (id + prediction)")
-    result = Predictions(path=path, sha256=file_sha256(path))
-    with path.open(encoding="utf-8-sig", errors="replace") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            record_id, text, error, model = _prediction_line(path, lineno, line)
-            result.n_lines += 1
-            if model and model not in result.models:
-                result.models.append(model)
-            if record_id in result.texts:
-                result.duplicate_ids.append(record_id)
-                continue
-            result.texts[record_id] = text
-            if error:
-                result.errors[record_id] = error
-    return result
-
-
-def _prediction_line(path: Path, lineno: int, line: str) -> tuple[str, str | None, str, str]:
-    where = f"{path}:{lineno}"
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise RecordError(
-            f"{where}: not valid JSON ({exc.msg}); one JSON object per line"
-        ) from None
-    if not isinstance(row, dict):
-        raise RecordError(f"{where}: expected a JSON object with 'id' and 'prediction'")
-    id_key = next((k for k in ID_KEYS if row.get(k) is not None), None)
-    if id_key is None:
-        raise RecordError(f"{where}: no 'id'; each line needs the id of its data record")
-    text_key = next((k for k in PREDICTION_KEYS if k in row), None)
-    if text_key is None and "error" not in row:
-        raise RecordError(
-            f"{where} (id {row[id_key]!r}): no prediction text; put the model output under "
-            f"'prediction' (found keys: {', '.join(sorted(row))})"
-        )
-    text = row.get(text_key) if text_key else None
-    if text is not None and not isinstance(text, str):
-        raise RecordError(f"{where}: '{text_key}' must be a string, got {type(text).__name__}")
-    error = row.get("error") or ""
-    return str(row[id_key]), text, str(error), str(row.get("model") or "")
 
 
 def record_kind(record: Record) -> str:
@@ -213,10 +164,15 @@ class Scorer:
     #: Another tool's rules (``medvl.eval.protocols``); None: medvl's own metrics.
     protocol: ScoringProtocol | None = None
     benchmark: str | None = None
+    #: Longer predictions are cut to this many characters (their head); None: no cap.
+    max_prediction_chars: int | None = DEFAULT_MAX_PREDICTION_CHARS
 
     def score(self, record: Record, text: str | None, status: str) -> dict[str, Any]:
         """The scores row of one record; ``text`` is None when the prediction is missing."""
         kind, gold = record_kind(record), gold_answer(record)
+        cap, truncated_from = self.max_prediction_chars, None
+        if text is not None and cap is not None and len(text) > cap:
+            text, truncated_from = text[:cap], len(text)
         row: dict[str, Any] = {
             "id": record.id,
             "dataset": record.dataset,
@@ -226,6 +182,7 @@ class Scorer:
             "lang": record.lang,
             "status": status,
             "prediction": text,
+            "truncated_from": truncated_from,
             "gold": gold,
             "extracted": None,
             "rule": None,
@@ -251,7 +208,7 @@ class Scorer:
         """
         assert self.protocol is not None
         gold = record.answer if kind == "mcq" else row["gold"]
-        judged = self.protocol.judge(
+        answer = Answer(
             kind=kind,
             question=record.question,
             prediction=text or "",
@@ -260,6 +217,7 @@ class Scorer:
             lang=record.lang,
             benchmark=self.benchmark,
         )
+        judged = self.protocol.judge(answer)
         row["correct"], row["extracted"], row["rule"] = (
             judged.correct,
             judged.extracted,
@@ -314,16 +272,6 @@ def _meta_fields(meta: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]
     """The requested meta keys, matched case-insensitively (VLMEvalKit lowercases columns)."""
     lowered = {str(k).lower(): v for k, v in meta.items()}
     return {key: meta.get(key, lowered.get(key.lower())) for key in keys}
-
-
-def status_of(record_id: str, predictions: Predictions) -> tuple[str | None, str]:
-    """``(text, status)``; status is ``ok``, ``empty``, ``error`` (no text) or ``missing``."""
-    if record_id not in predictions.texts:
-        return None, "missing"
-    text = predictions.texts[record_id] or ""
-    if text.strip():
-        return text, "ok"
-    return text, "error" if record_id in predictions.errors else "empty"
 
 
 def corpus_scores(
@@ -384,6 +332,15 @@ def protocol_info(protocol: ScoringProtocol) -> dict[str, str]:
     return {"name": protocol.name, "title": protocol.title, "follows": protocol.follows}
 
 
+def check_prediction_cap(max_chars: int | None) -> None:
+    """Refuse a cap that would cut every answer to nothing (None means no cap)."""
+    if max_chars is not None and (isinstance(max_chars, bool) or max_chars < 1):
+        raise ConfigError(
+            f"max_prediction_chars must be a positive number of characters, got {max_chars!r} "
+            f"(default {DEFAULT_MAX_PREDICTION_CHARS}; None for no cap)"
+        )
+
+
 @dataclass(frozen=True)
 class ScoreRun:
     """What :func:`score_files` wrote: the run folder, its two files and the metrics summary."""
@@ -406,6 +363,7 @@ def score_files(
     extract: Extractor | None = None,
     protocol: str = DEFAULT_PROTOCOL,
     benchmark: str | None = None,
+    max_prediction_chars: int | None = DEFAULT_MAX_PREDICTION_CHARS,
 ) -> ScoreRun:
     """Score ``predictions_path`` against ``data_path``; write ``scores.jsonl`` + ``metrics.json``.
 
@@ -414,12 +372,14 @@ def score_files(
     whose rules judge each answer (:mod:`medvl.eval.protocols`; ``medvl`` by default); under
     another tool's protocol the metrics are that tool's, and ``metrics`` must be None.
     ``benchmark`` (a :data:`medvl.eval.benchmarks.BENCHMARKS` name) picks the protocol's rules
-    for that benchmark and is recorded in ``metrics.json``.
+    for that benchmark and is recorded in ``metrics.json``. ``max_prediction_chars`` caps each
+    prediction (None: no cap); how many were cut, and which, go to ``metrics.json``.
     """
     from medvl.data.jsonl import read_records
     from medvl.fileio import atomic_write_json, atomic_writer
 
     judge = resolve_protocol(protocol, benchmark, metrics)
+    check_prediction_cap(max_prediction_chars)
     records = read_records(data_path)
     check_gold(records, data_path)
     predictions = read_prediction_texts(predictions_path)
@@ -434,6 +394,7 @@ def score_files(
         Path(data_path).parent,
         protocol=judge,
         benchmark=benchmark,
+        max_prediction_chars=max_prediction_chars,
     )
     rows = score_records(records, predictions, scorer)
     keys = [*DEFAULT_KEYS, *(k for k in breakdown_keys if k not in DEFAULT_KEYS)]
@@ -449,11 +410,15 @@ def score_files(
         "duplicates": "first line kept",
         "benchmark": benchmark,
         "protocol": protocol_info(get_protocol(protocol)),
+        "max_prediction_chars": max_prediction_chars,
     }
     body = metrics_json(rows, corpus_scores(rows, selected), predictions, settings)
     left_out = [r["id"] for r in rows if r["correct"] is None and r["kind"] != "report"]
     body["counts"]["not_scored"] = len(left_out)
     body["problems"]["not_scored_ids"] = left_out
+    cut = [r["id"] for r in rows if r["truncated_from"] is not None]
+    body["counts"]["truncated"] = len(cut)
+    body["problems"]["truncated_ids"] = cut
     out_dir = Path(out_dir)
     scores_path, metrics_path = out_dir / "scores.jsonl", out_dir / "metrics.json"
     with atomic_writer(scores_path) as handle:

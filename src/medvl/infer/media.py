@@ -4,6 +4,13 @@ The OpenAI-client engine sends every image as a lossless PNG data URL made from
 :func:`medvl.data.medimage.load_image`, so DICOM and NIfTI files reach any server as the same
 RGB picture the local engine sees. The server accepts data URLs, and file paths only under an
 allowed root folder; it fetches nothing from the network.
+
+Memory is bounded before any pixel is decoded, because a 97 KB PNG can claim 9000x9000 pixels
+(243 MB decoded): :class:`ImageLoader` reads every image's size from its header, refuses a
+request whose images together exceed the per-request pixel budget, lets only a few requests
+decode at once (a semaphore), decodes JPEGs at reduced size (``Image.draft``) and shrinks each
+picture to the processor's pixel budget right after decoding, so what waits for the model is
+never larger than what the model would see.
 """
 
 from __future__ import annotations
@@ -11,8 +18,12 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import re
 import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -55,12 +66,135 @@ def image_to_data_url(image: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_image_url(url: str, *, image_root: Path | None = None) -> Any:
-    """The RGB picture a request's ``image_url`` names: a data URL, or a path under the root."""
+#: Default per-request pixel budget (sum over images, read from headers before decoding).
+MAX_REQUEST_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One request image before decoding: the file its bytes are in and its header size."""
+
+    where: str
+    label: str
+    path: Path
+    width: int
+    height: int
+    format: str
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+class ImageLoader:
+    """Decodes a request's images within the server's memory limits.
+
+    ``max_request_pixels`` bounds the sum of header sizes per request (checked before decoding);
+    ``target_pixels`` is the processor's pixel budget, the size every picture is shrunk to;
+    ``max_concurrent`` requests decode at once, the others wait.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_root: Path | None = None,
+        max_request_pixels: int = MAX_REQUEST_PIXELS,
+        target_pixels: int | None = None,
+        max_concurrent: int = 2,
+    ):
+        self.image_root = image_root
+        self.max_request_pixels = max_request_pixels
+        self.target_pixels = target_pixels
+        self._slots = threading.BoundedSemaphore(max(1, max_concurrent))
+
+    def load(self, images: Sequence[tuple[str, Any]]) -> list[Any]:
+        """RGB pictures for ``(where, url)`` pairs; :class:`ImageInputError` names ``where``."""
+        if not images:
+            return []
+        with tempfile.TemporaryDirectory(prefix="medvl-img-") as folder:
+            sources = [
+                self._source(where, url, Path(folder) / str(i))
+                for i, (where, url) in enumerate(images)
+            ]
+            total = sum(s.pixels for s in sources)
+            if total > self.max_request_pixels:
+                sizes = ", ".join(f"{s.width}x{s.height}" for s in sources[:4])
+                more = ", ..." if len(sources) > 4 else ""
+                raise ImageInputError(
+                    f"the request's {len(sources)} image(s) ({sizes}{more}) hold {total:,} "
+                    f"pixels, above this server's limit of {self.max_request_pixels:,} pixels per "
+                    "request (medvl serve --max-request-pixels); downscale the images or send "
+                    "fewer per request"
+                )
+            with self._slots:
+                return [self._decode(source) for source in sources]
+
+    def _source(self, where: str, url: Any, spill: Path) -> ImageSource:
+        from medvl.data.images import image_header
+        from medvl.data.medimage import ImageError
+
+        try:
+            path, label = _locate(url, self.image_root, spill)
+        except ImageInputError as exc:
+            raise ImageInputError(f"{where}: {exc}", exc.status) from None
+        try:
+            header = image_header(path)
+        except ImageError as exc:
+            raise ImageInputError(f"{where}: {label} cannot be used: {exc.detail}") from None
+        return ImageSource(where, label, path, header.width, header.height, header.format)
+
+    def _decode(self, source: ImageSource) -> Any:
+        from medvl.data.medimage import ImageError, load_image
+
+        try:
+            if source.format == "JPEG" and self._scale(source.pixels) < 1:
+                picture = _draft_jpeg(source.path, self._scale(source.pixels))
+            else:
+                picture = load_image(source.path)
+        except ImageError as exc:
+            raise ImageInputError(
+                f"{source.where}: {source.label} cannot be decoded: {exc.detail}"
+            ) from None
+        return self._shrink(picture)
+
+    def _scale(self, pixels: int) -> float:
+        if not self.target_pixels or pixels <= self.target_pixels:
+            return 1.0
+        return math.sqrt(self.target_pixels / pixels)
+
+    def _shrink(self, picture: Any) -> Any:
+        """The picture scaled down to the processor's pixel budget (aspect ratio kept)."""
+        from PIL import Image
+
+        scale = self._scale(picture.width * picture.height)
+        if scale >= 1:
+            return picture
+        size = (max(1, int(picture.width * scale)), max(1, int(picture.height * scale)))
+        return picture.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+
+
+def _draft_jpeg(path: Path, scale: float) -> Any:
+    """A JPEG decoded at 1/2, 1/4 or 1/8 size (DCT scaling), never below ``scale``."""
+    from PIL import Image, ImageOps
+
+    from medvl.data.medimage import pil_error
+
+    try:
+        with Image.open(path) as image:
+            wanted = (math.ceil(image.width * scale), math.ceil(image.height * scale))
+            image.draft("RGB", wanted)
+            image.load()
+            return ImageOps.exif_transpose(image).convert("RGB")
+    except Exception as exc:
+        raise pil_error(path, exc) from exc
+
+
+def _locate(url: Any, image_root: Path | None, spill: Path) -> tuple[Path, str]:
+    """The file an ``image_url`` names (a data URL is written to ``spill``) and its label."""
     if not isinstance(url, str) or not url:
         raise ImageInputError("image_url.url must be a non-empty string")
     if url.startswith("data:"):
-        return _decode_data_url(url)
+        return _spill_data_url(url, spill), "image data URL"
     scheme = urlparse(url).scheme.lower()
     if scheme in ("http", "https", "ftp"):
         raise ImageInputError(
@@ -69,12 +203,11 @@ def decode_image_url(url: str, *, image_root: Path | None = None) -> Any:
         )
     if scheme not in ("", "file") and not re.match(r"^[A-Za-z]:[\\/]", url):
         raise ImageInputError(f"unsupported image URL scheme {scheme!r}; send a data URL")
-    return _load_local(unquote(urlparse(url).path) if scheme == "file" else url, image_root)
+    path_text = unquote(urlparse(url).path) if scheme == "file" else url
+    return _under_root(path_text, image_root), f"image {path_text!r}"
 
 
-def _decode_data_url(url: str) -> Any:
-    from medvl.data.medimage import load_image
-
+def _spill_data_url(url: str, spill: Path) -> Path:
     match = _DATA_URL.match(url)
     if not match or not match.group("b64"):
         raise ImageInputError("image data URL must look like data:image/png;base64,<data>")
@@ -82,20 +215,13 @@ def _decode_data_url(url: str) -> Any:
         data = base64.b64decode(url[match.end() :], validate=True)
     except (binascii.Error, ValueError):
         raise ImageInputError("image data URL is not valid base64") from None
-    suffix = _SUFFIXES.get(match.group("mime").lower(), ".img")
-    with tempfile.TemporaryDirectory(prefix="medvl-img-") as folder:
-        path = Path(folder) / f"image{suffix}"
-        path.write_bytes(data)
-        try:
-            return load_image(path)
-        except MedvlError as exc:
-            detail = getattr(exc, "detail", str(exc))
-            raise ImageInputError(f"image data URL cannot be decoded: {detail}") from None
+    spill.mkdir()
+    path = spill / f"image{_SUFFIXES.get(match.group('mime').lower(), '.img')}"
+    path.write_bytes(data)
+    return path
 
 
-def _load_local(path_text: str, image_root: Path | None) -> Any:
-    from medvl.data.medimage import load_image
-
+def _under_root(path_text: str, image_root: Path | None) -> Path:
     if image_root is None:
         raise ImageInputError(
             "image file paths are refused: the server was started without an image root "
@@ -107,8 +233,10 @@ def _load_local(path_text: str, image_root: Path | None) -> Any:
     path = (candidate if candidate.is_absolute() else root / candidate).resolve()
     if not path.is_relative_to(root):
         raise ImageInputError(f"image path {path_text!r} is outside the allowed root", status=403)
-    try:
-        return load_image(path)
-    except MedvlError as exc:
-        detail = getattr(exc, "detail", str(exc))
-        raise ImageInputError(f"image {path_text!r} cannot be read: {detail}") from None
+    return path
+
+
+def decode_image_url(url: str, *, image_root: Path | None = None) -> Any:
+    """The RGB picture one ``image_url`` names (data URL, or a path under ``image_root``)."""
+    [picture] = ImageLoader(image_root=image_root).load([("image_url", url)])
+    return picture

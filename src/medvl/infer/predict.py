@@ -31,7 +31,7 @@ from typing import Any
 from medvl.data.jsonl import read_records
 from medvl.data.record import Record
 from medvl.errors import MedvlError
-from medvl.fileio import atomic_writer
+from medvl.fileio import atomic_writer, name_target
 from medvl.infer.engine import ChatRequest, Engine, Generation, GenerationSettings
 
 logger = logging.getLogger(__name__)
@@ -165,10 +165,14 @@ class PredictionFile:
         """Append whole lines in one write, then flush them to disk."""
         if not rows:
             return
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(_line(row) for row in rows))
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write("".join(_line(row) for row in rows))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # e.g. a full disk: name the file; a rerun drops the partial line
+            name_target(exc, self.path)
+            raise
 
     def reorder(self, ids: Sequence[str]) -> None:
         """Rewrite the file atomically with its rows in ``ids`` order (unknown ids last)."""

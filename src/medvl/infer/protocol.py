@@ -16,7 +16,7 @@ from typing import Any
 
 from medvl.errors import MedvlError
 from medvl.infer.engine import ChatRequest, Generation, GenerationSettings
-from medvl.infer.media import ImageInputError, decode_image_url
+from medvl.infer.media import MAX_REQUEST_PIXELS, ImageInputError, ImageLoader
 
 ROLES = ("system", "user", "assistant")
 
@@ -48,6 +48,26 @@ class ServerConfig:
     max_images: int = 8
     max_new_tokens_limit: int = 4096
     defaults: GenerationSettings = field(default_factory=lambda: GenerationSettings(512))
+    #: Sum of image pixels (from headers) one request may hold.
+    max_request_pixels: int = MAX_REQUEST_PIXELS
+    #: Size pictures are shrunk to after decoding; None: the engine processor's pixel budget.
+    image_target_pixels: int | None = None
+    #: Requests decoding images at the same time; the others wait.
+    max_concurrent_decodes: int = 2
+    #: Prompt tokens one request may hold (None: the model's context less max_tokens).
+    max_prompt_tokens: int | None = None
+    #: Seconds from arrival to answer, waiting for the model included (None: no limit).
+    request_timeout: float | None = 600.0
+
+    def image_loader(self) -> ImageLoader:
+        """A loader enforcing this config's image limits (one per server: it holds the
+        semaphore that caps concurrent decodes)."""
+        return ImageLoader(
+            image_root=self.image_root,
+            max_request_pixels=self.max_request_pixels,
+            target_pixels=self.image_target_pixels,
+            max_concurrent=self.max_concurrent_decodes,
+        )
 
 
 @dataclass
@@ -66,8 +86,14 @@ def error_body(
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def parse_chat_request(body: Any, config: ServerConfig) -> ParsedRequest:
-    """Validate a ``/v1/chat/completions`` body; raise :class:`RequestError` with a 4xx."""
+def parse_chat_request(
+    body: Any, config: ServerConfig, loader: ImageLoader | None = None
+) -> ParsedRequest:
+    """Validate a ``/v1/chat/completions`` body; raise :class:`RequestError` with a 4xx.
+
+    Everything but the images is checked first; then ``loader`` (the server's, which caps
+    concurrent decodes) checks the images' total size from their headers and decodes them.
+    """
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object")
     model = body.get("model")
@@ -85,12 +111,18 @@ def parse_chat_request(body: Any, config: ServerConfig) -> ParsedRequest:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError("stream must be true or false", param="stream")
-    messages, images = _parse_messages(body.get("messages"), config)
+    messages, urls = _parse_messages(body.get("messages"), config)
+    settings = _parse_settings(body, config)
+    try:
+        images = (loader or config.image_loader()).load(urls)
+    except ImageInputError as exc:
+        raise RequestError(str(exc), exc.status, param="messages", code="invalid_image") from None
     request = ChatRequest(messages=messages, images=images, id=f"chatcmpl-{uuid.uuid4().hex}")
-    return ParsedRequest(request, _parse_settings(body, config), stream)
+    return ParsedRequest(request, settings, stream)
 
 
 def _parse_messages(raw: Any, config: ServerConfig) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Template messages, and the ``(where, url)`` of each image part (not decoded yet)."""
     if not isinstance(raw, list) or not raw:
         raise RequestError("messages must be a non-empty list", param="messages")
     messages, images = [], []
@@ -120,20 +152,17 @@ def _parse_content(content: Any, where: str, images: list, config: ServerConfig)
             parts.append({"type": "text", "text": part["text"]})
         elif kind == "image_url":
             if len(images) >= config.max_images:
-                raise RequestError(f"more than {config.max_images} images in one request", param=at)
-            images.append(_decode(part.get("image_url"), at, config))
+                raise RequestError(
+                    f"more than {config.max_images} images in one request (the server's "
+                    "--max-images); send fewer images per request",
+                    param=at,
+                )
+            image_url = part.get("image_url")
+            images.append((at, image_url.get("url") if isinstance(image_url, dict) else image_url))
             parts.append({"type": "image"})
         else:
             raise RequestError(f"{at} must be a text or image_url part", param=at)
     return parts
-
-
-def _decode(image_url: Any, at: str, config: ServerConfig) -> Any:
-    url = image_url.get("url") if isinstance(image_url, dict) else image_url
-    try:
-        return decode_image_url(url, image_root=config.image_root)
-    except ImageInputError as exc:
-        raise RequestError(f"{at}: {exc}", exc.status, param=at, code="invalid_image") from None
 
 
 def _number(body: dict, name: str, low: float, high: float, *, integer: bool = False) -> Any:

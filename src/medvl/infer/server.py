@@ -5,6 +5,11 @@ medvl model through it. Every refusal is a JSON error with a 4xx status in the O
 and no bad request stops the server: image errors, oversize bodies, paths outside the image
 root and missing keys are answered and the next request is served as usual. Generation runs in
 a worker thread; the engine serialises requests to one model.
+
+Budgets keep one request from taking the server down (README, "Reliability limits"): body
+size (413), images per request and pixels per request read from image headers before anything
+is decoded (400), concurrent decodes (a semaphore), prompt tokens against ``--max-prompt-tokens``
+and the model's context (400), and a request timeout that also cancels generation (504).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from medvl.errors import MedvlError
-from medvl.infer.engine import Engine, TokenStream
+from medvl.infer.engine import Engine, InferenceError, TokenStream
 from medvl.infer.protocol import (
     RequestError,
     ServerConfig,
@@ -34,14 +40,32 @@ from medvl.infer.protocol import (
     error_body,
     parse_chat_request,
 )
+from medvl.infer.server_limits import (
+    ModelGate,
+    check_prompt,
+    context_length,
+    processor_pixels,
+    prompt_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
     """The FastAPI application serving ``engine`` under ``config``'s name, key and limits."""
+    if config.image_target_pixels is None:
+        config = replace(config, image_target_pixels=processor_pixels(engine))
     app = FastAPI(title="medvl", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.config = engine, config
+    loader, gate = config.image_loader(), ModelGate(engine, config.request_timeout)
+    context = context_length(engine)
+
+    def parse(body: Any) -> Any:
+        parsed = parse_chat_request(body, config, loader)
+        tokens = prompt_tokens(engine, parsed.request)
+        check_prompt(tokens, parsed.settings, context, config.max_prompt_tokens)
+        return parsed
+
     _add_error_handlers(app)
 
     @app.get("/health")
@@ -56,19 +80,47 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
+        deadline = gate.deadline(time.monotonic())
         _authorize(request, config)
         body = await _read_json(request, config.max_body_bytes)
-        parsed = await run_in_threadpool(parse_chat_request, body, config)
+        parsed = await run_in_threadpool(parse, body)
         if parsed.stream:
-            stream = await run_in_threadpool(engine.stream, parsed.request, parsed.settings)
-            events = _sse_events(stream, config.model_name, parsed.request.id)
-            return StreamingResponse(events, media_type="text/event-stream")
-        [generation] = await run_in_threadpool(engine.generate, [parsed.request], parsed.settings)
+            return await run_in_threadpool(_start_stream, gate, parsed, config, deadline)
+        try:
+            generation = await run_in_threadpool(
+                gate.generate, parsed.request, parsed.settings, deadline
+            )
+        except InferenceError as exc:
+            raise RequestError(f"the request could not be answered: {exc}") from None
         if generation.error is not None:
             raise RequestError(f"the request could not be answered: {generation.error}")
         return completion_body(generation, config.model_name, parsed.request.id)
 
     return app
+
+
+def _start_stream(
+    gate: ModelGate, parsed: Any, config: ServerConfig, deadline: float | None
+) -> StreamingResponse:
+    """A streamed reply holding the model gate until it ends, is dropped, or times out."""
+    gate.acquire(deadline)
+    released = threading.Lock()
+
+    def release() -> None:  # once: from the stream's end, or the deadline if never iterated
+        if released.acquire(blocking=False):
+            gate.release()
+
+    try:
+        stream = gate.engine.stream(parsed.request, parsed.settings)
+    except InferenceError as exc:
+        release()
+        raise RequestError(f"the request could not be answered: {exc}") from None
+    except BaseException:
+        release()
+        raise
+    timer = gate.cancel_at(deadline, lambda: (stream.close(), release()))
+    events = _sse_events(stream, config.model_name, parsed.request.id, release, timer)
+    return StreamingResponse(events, media_type="text/event-stream")
 
 
 def _authorize(request: Request, config: ServerConfig) -> None:
@@ -105,8 +157,16 @@ async def _read_json(request: Request, limit: int) -> Any:
         raise RequestError(f"the request body is not valid JSON ({exc})") from None
 
 
-def _sse_events(stream: TokenStream, model: str, request_id: str) -> Iterator[str]:
-    """Server-sent events: a role chunk, content chunks, a finish chunk, then ``[DONE]``."""
+def _sse_events(
+    stream: TokenStream,
+    model: str,
+    request_id: str,
+    release: Callable[[], None] = lambda: None,
+    timer: threading.Timer | None = None,
+) -> Iterator[str]:
+    """Server-sent events: a role chunk, content chunks, a finish chunk, then ``[DONE]``.
+
+    A stream cut short by the request timeout ends with an in-band error event."""
     created = int(time.time())
 
     def event(payload: dict[str, Any]) -> str:
@@ -116,13 +176,24 @@ def _sse_events(stream: TokenStream, model: str, request_id: str) -> Iterator[st
         yield event(chunk_body(request_id, model, created, {"role": "assistant", "content": ""}))
         for piece in stream:
             yield event(chunk_body(request_id, model, created, {"content": piece}))
-        finish = stream.result.finish_reason if stream.result else "stop"
-        yield event(chunk_body(request_id, model, created, {}, finish))
+        if timer is not None and timer.finished.is_set():
+            yield event(
+                error_body(
+                    "the request ran past the server's time limit (medvl serve --request-timeout)",
+                    "timeout",
+                )
+            )
+        else:
+            finish = stream.result.finish_reason if stream.result else "stop"
+            yield event(chunk_body(request_id, model, created, {}, finish))
     except Exception as exc:  # the status line is sent already: report in-band
         logger.warning("stream %s failed: %s", request_id, exc)
         yield event(error_body(f"generation failed: {exc}", "server_error"))
     finally:
+        if timer is not None:
+            timer.cancel()
         stream.close()
+        release()
     yield "data: [DONE]\n\n"
 
 

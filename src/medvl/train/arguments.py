@@ -8,6 +8,8 @@ because the defaults differ between the two classes (TRL turns ``bf16`` and
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ import torch
 
 from medvl.models.loading import training_dtype
 from medvl.train.training_config import TrainingSection
+
+logger = logging.getLogger(__name__)
 
 
 def ddp_backend() -> str | None:
@@ -35,7 +39,7 @@ def training_arguments(config: TrainingSection, **specific: Any) -> dict[str, An
         "learning_rate": config.learning_rate,
         "num_train_epochs": config.epochs,
         "max_steps": config.max_steps,
-        "warmup_steps": config.warmup_ratio,  # < 1 means a fraction of the steps
+        "warmup_steps": 0,  # set from warmup_ratio and the real step count: explicit_warmup
         "weight_decay": config.weight_decay,
         "lr_scheduler_type": config.scheduler,
         "max_grad_norm": config.max_grad_norm,
@@ -54,3 +58,30 @@ def training_arguments(config: TrainingSection, **specific: Any) -> dict[str, An
         "deepspeed": str(config.deepspeed) if config.deepspeed else None,
     }
     return {**shared, **specific}
+
+
+def warmup_steps(ratio: float, optimizer_steps: int) -> int:
+    """Linear-warmup steps for ``ratio`` (in [0, 1]) of a run of ``optimizer_steps``."""
+    return math.ceil(ratio * optimizer_steps)
+
+
+def explicit_warmup(trainer: Any, ratio: float) -> Any:
+    """Make ``trainer`` warm up for ``ratio`` of its optimizer steps, computed when it builds the
+    scheduler from the step count it derived itself (data, epochs, ``max_steps``, accumulation,
+    processes), and set as a whole number of steps.
+
+    transformers reads ``warmup_steps`` < 1 as a fraction and >= 1 as a count, so passing the
+    ratio made 1.0 (or 1.5) one warmup step; medvl never passes a fraction.
+    """
+    create = trainer.create_scheduler
+
+    def create_scheduler(num_training_steps: int, optimizer: Any = None) -> Any:
+        steps = warmup_steps(ratio, num_training_steps)
+        trainer.args.warmup_steps = steps
+        logger.info(
+            "warmup: %d of %d optimizer steps (warmup_ratio %g)", steps, num_training_steps, ratio
+        )
+        return create(num_training_steps=num_training_steps, optimizer=optimizer)
+
+    trainer.create_scheduler = create_scheduler
+    return trainer

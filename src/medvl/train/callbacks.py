@@ -37,17 +37,35 @@ class ThroughputCallback(TrainerCallback):
 
 
 class HistoryCallback(TrainerCallback):
-    """Keeps every log entry in ``history.json`` and draws ``training.png`` at the end."""
+    """Keeps every log entry in ``history.json`` and draws ``training.png`` at the end.
+
+    A resumed run continues the file: entries after the checkpoint it resumes from (logged by
+    the interrupted run for steps now trained again) are dropped when training begins, so every
+    step appears once. :meth:`finish` turns the Trainer's ``train_loss`` (the mean over the steps
+    of this call only) into the mean over the whole run.
+    """
 
     def __init__(self, output_dir: str | Path):
         self.path = Path(output_dir) / "history.json"
         self.entries: list[dict[str, Any]] = []
+        self.start_step = 0
         if self.path.is_file():  # a resumed run continues its history
             self.entries = json.loads(self.path.read_text(encoding="utf-8"))
 
     def record(self, entry: dict[str, Any]) -> None:
         self.entries.append(entry)
         atomic_write_json(self.path, self.entries)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_step = state.global_step  # the resumed checkpoint's step (0: a fresh run)
+        kept = [e for e in self.entries if e.get("step", 0) <= self.start_step]
+        if self.start_step == 0:
+            kept = []  # a fresh run in a used folder starts a fresh history
+        if kept != self.entries and state.is_world_process_zero:
+            self.entries = kept
+            atomic_write_json(self.path, self.entries)
+        self.entries = kept
+        return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and state.is_world_process_zero:
@@ -58,6 +76,43 @@ class HistoryCallback(TrainerCallback):
         if state.is_world_process_zero:
             plot_history(self.entries, self.path.with_name("training.png"))
         return control
+
+    def finish(self, metrics: dict[str, Any], global_step: int) -> None:
+        """Replace ``metrics["train_loss"]`` (and the final history entry's) with the whole
+        run's mean step loss when this call resumed; the call's own mean stays as
+        ``train_loss_since_resume``."""
+        if not self.start_step or metrics.get("train_loss") is None:
+            return
+        this_call = float(metrics["train_loss"])
+        whole = whole_run_loss(self.entries, self.start_step, this_call, global_step)
+        metrics["train_loss_since_resume"] = this_call
+        metrics["train_loss"] = whole
+        for entry in reversed(self.entries):
+            if "train_loss" in entry:
+                entry.update(train_loss=whole, train_loss_since_resume=this_call)
+                atomic_write_json(self.path, self.entries)
+                break
+
+
+def whole_run_loss(
+    entries: list[dict[str, Any]], start_step: int, this_call_loss: float, global_step: int
+) -> float:
+    """Mean loss per optimizer step over the whole run.
+
+    Steps up to ``start_step`` come from the logged losses of the interrupted run (each a mean
+    over its logging interval, so weighted by the interval); steps after it from this call's
+    mean. Steps between the last log and the checkpoint were trained but never logged: they
+    are left out of the mean rather than guessed.
+    """
+    total, previous = 0.0, 0
+    for entry in sorted((e for e in entries if "loss" in e), key=lambda e: e["step"]):
+        if entry["step"] > start_step:
+            break
+        total += float(entry["loss"]) * (entry["step"] - previous)
+        previous = entry["step"]
+    resumed_steps = global_step - start_step
+    steps = previous + resumed_steps
+    return (total + this_call_loss * resumed_steps) / steps if steps else this_call_loss
 
 
 def plot_history(entries: list[dict[str, Any]], out: Path) -> Path | None:

@@ -30,7 +30,7 @@ from transformers.integrations import TensorBoardCallback
 from medvl.errors import ConfigError
 from medvl.models.loading import dtype_name, training_dtype
 from medvl.models.registry import FamilySpec, detect_family, lora_target_regex, part_of
-from medvl.train.arguments import training_arguments
+from medvl.train.arguments import explicit_warmup, training_arguments
 from medvl.train.callbacks import HistoryCallback, check_finite
 from medvl.train.checkpoints import (
     CompleteCheckpointCallback,
@@ -41,6 +41,7 @@ from medvl.train.grpo_config import GRPOConfig
 from medvl.train.grpo_data import GRPOData, prepare_data
 from medvl.train.grpo_monitor import LoggedReward, RewardLog
 from medvl.train.outputs import save_outputs
+from medvl.train.preflight import check_output_dir, screen_training_data
 
 logger = logging.getLogger(__name__)
 #: TRL releases this module is tested with (GRPO for VLMs, ``log_metric``, string scale_rewards).
@@ -236,14 +237,19 @@ def run_grpo(config: GRPOConfig, *, callbacks: list | None = None) -> GRPOResult
     started = time.perf_counter()
     check_trl()
     check_vllm(config)
+    out = check_output_dir(config.output_dir)  # before the model loads: fail in seconds
+    bad_images = screen_training_data(config.data.train, config.data.on_bad_image)
     set_seed(config.seed)  # LoRA weights are initialised before the Trainer seeds anything
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     model, processor, start, adapter = load_policy(config)
-    data = prepare_data(config, processor)
+    data = prepare_data(config, processor, skip=bad_images)
     log, resume_dir = _reward_log(config, out)
-    trainer = _build_trainer(config, model, processor, data, log, callbacks or [])
+    trainer = explicit_warmup(
+        _build_trainer(config, model, processor, data, log, callbacks or []), config.warmup_ratio
+    )
     output = trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, HistoryCallback):
+            callback.finish(output.metrics, trainer.state.global_step)
     first, last = log.quarters()
     result = GRPOResult(
         out,

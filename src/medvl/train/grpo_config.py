@@ -18,7 +18,14 @@ from typing import Any, Literal
 from medvl.errors import ConfigError
 from medvl.train.prompts import TEMPLATES
 from medvl.train.rewards import REWARDS
-from medvl.train.training_config import PARTS, Scheduler, TrainingSection, shared_field
+from medvl.train.training_config import (
+    ON_BAD_IMAGE_HELP,
+    PARTS,
+    BadImagePolicy,
+    Scheduler,
+    TrainingSection,
+    shared_field,
+)
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")
 #: Why each required GRPO field has no default (shown when a recipe leaves one out).
@@ -94,6 +101,7 @@ class GRPODataSection:
     min_pixels: int | None = field(default=None, metadata={"help": "processor min_pixels"})
     max_pixels: int | None = field(default=None, metadata={"help": "processor max_pixels"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use the first N"})
+    on_bad_image: BadImagePolicy = field(default="refuse", metadata={"help": ON_BAD_IMAGE_HELP})
 
 
 @dataclass(kw_only=True)

@@ -38,6 +38,7 @@ REASONS = {
     "no_reward": "no reward in the recipe checks this kind of answer",
     "template": "the prompt template does not fit it (reasoning is for multiple choice)",
     "too_long": "prompt (with image tokens) longer than grpo.max_prompt_length",
+    "bad_image": "unusable image (truncated, missing, ...) under data.on_bad_image: skip",
 }
 
 
@@ -55,15 +56,17 @@ class GRPOData:
         return {reason: len(ids) for reason, ids in self.rejected.items() if ids}
 
 
-def load_valid_records(path: Path) -> list[Record]:
-    """Every record of ``path``, refusing the file when any record or image is invalid."""
+def load_valid_records(path: Path, skip: dict[str, str] | None = None) -> list[Record]:
+    """Every record of ``path``, refusing the file when any record or image is invalid (records
+    in ``skip``, dropped for a bad image, are left out instead)."""
     from medvl.data.validate import validate_jsonl
 
     result = validate_jsonl(path)
-    if result.problems:
-        lines = "; ".join(f"line {p.line} ({p.record_id}): {p.code}" for p in result.problems[:5])
+    problems = [p for p in result.problems if p.record_id not in (skip or {})]
+    if problems:
+        lines = "; ".join(f"line {p.line} ({p.record_id}): {p.code}" for p in problems[:5])
         raise MedvlError(
-            f"{path}: {len(result.problems)} invalid record(s), e.g. {lines}; run "
+            f"{path}: {len(problems)} invalid record(s), e.g. {lines}; run "
             "'medvl data validate' on it and fix or drop them (--out-clean)"
         )
     return result.valid
@@ -156,13 +159,15 @@ def build_dataset(records: list[Record], base_dir: Path, template: PromptTemplat
     return dataset
 
 
-def prepare_data(config: Any, processor: Any) -> GRPOData:
-    """Read, validate and select the training records of ``config``; build the dataset."""
+def prepare_data(config: Any, processor: Any, *, skip: dict[str, str] | None = None) -> GRPOData:
+    """Read, validate and select the training records of ``config``; build the dataset.
+    ``skip``: ids dropped for an unusable image (``data.on_bad_image: skip``), with reasons."""
     path = Path(config.data.train)
-    records = load_valid_records(path)
+    records = load_valid_records(path, skip)
     if config.data.max_train_samples:
         records = records[: config.data.max_train_samples]
     kept, rejected, lengths = select_records(records, path.parent, processor, config)
+    rejected["bad_image"] = list(skip or {})
     if not kept:
         _refuse_empty(path, len(records), rejected, list(config.rewards))
     counts = Counter({reason: len(ids) for reason, ids in rejected.items() if ids})

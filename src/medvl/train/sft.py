@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,13 @@ from medvl.fileio import atomic_write_json
 from medvl.models.loading import dtype_name, training_dtype
 from medvl.models.processing import set_pixel_budget
 from medvl.models.registry import FamilySpec, detect_family
-from medvl.train.arguments import training_arguments
+from medvl.train.arguments import explicit_warmup, training_arguments
 from medvl.train.callbacks import HistoryCallback, ThroughputCallback
 from medvl.train.checkpoints import CompleteCheckpointCallback, resume_checkpoint
 from medvl.train.collate import PackingCollator, PaddingCollator
 from medvl.train.freeze import TrainablePlan, apply_plan
 from medvl.train.outputs import save_outputs
+from medvl.train.preflight import check_output_dir, screen_training_data
 from medvl.train.sft_config import SFTConfig
 from medvl.train.sft_data import RecordDataset, prepare_records
 from medvl.train.sft_trainer import MedvlSFTTrainer, SampleIdCollator, SFTRunState
@@ -51,6 +52,7 @@ class SFTResult:
     metrics: dict[str, Any]
     seconds: float
     validation: dict[str, float]
+    dropped_bad_image: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,29 +130,33 @@ def _save_merged_base(start: StartModel, folder: Path) -> None:
 def run_sft(config: SFTConfig, *, callbacks: list | None = None) -> SFTResult:
     """Run one SFT stage end to end and write the run folder."""
     started = time.perf_counter()
+    out = check_output_dir(config.output_dir)  # before the model loads: fail in seconds
+    bad_images = screen_training_data(config.data.train, config.data.on_bad_image)
     set_seed(config.seed)  # LoRA weights are initialised before the Trainer seeds anything
     start = _load_model(config)
     processor = start.processor
     spec = detect_family(start.model)
-    records, lengths, dropped = prepare_records(config, processor)
+    records, lengths, dropped = prepare_records(config, processor, skip=bad_images)
     if start.merged_from:
         _save_merged_base(start, Path(config.output_dir) / "base")
     model, plan = apply_plan(start.model, config, spec)
     logger.info("%s", plan.describe())
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "trainable.json", plan.to_dict())
     resume_dir = resume_checkpoint(out, config.resume)
     history = HistoryCallback(out)
     validator = _validator(config, processor, history)
     extra = [history, *([validator] if validator else []), *(callbacks or [])]
     trainer = _build_trainer(config, model, processor, spec, records, lengths, extra)
+    explicit_warmup(trainer, config.warmup_ratio)
     trainer.sft_state.last_checkpoint = str(resume_dir) if resume_dir else None
     output = trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
-    _save_outputs(config, trainer, processor, plan, dropped, len(records))
+    history.finish(output.metrics, trainer.state.global_step)
+    _save_outputs(config, trainer, processor, plan, (dropped, bad_images), len(records))
     seconds = time.perf_counter() - started
     validation = validator.last if validator else {}
-    return SFTResult(out, plan, dropped, len(records), dict(output.metrics), seconds, validation)
+    return SFTResult(
+        out, plan, dropped, len(records), dict(output.metrics), seconds, validation, bad_images
+    )
 
 
 def _validator(config: SFTConfig, processor, history) -> GenerationValidationCallback | None:
@@ -204,7 +210,7 @@ def _save_outputs(
     trainer: MedvlSFTTrainer,
     processor,
     plan: TrainablePlan,
-    dropped: list[str],
+    dropped: tuple[list[str], dict[str, str]],
     n_records: int,
 ) -> None:
     save_outputs(
@@ -217,7 +223,8 @@ def _save_outputs(
             "stage": config.stage,
             "trainable": plan.to_dict(),
             "train_records": n_records,
-            "dropped_too_long": dropped,
+            "dropped_too_long": dropped[0],
+            "dropped_bad_image": dropped[1],
             "global_step": trainer.state.global_step,
         },
         save_model=lambda out: trainer.model.save_pretrained(out, safe_serialization=True),

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Literal
 
 from medvl.errors import ConfigError
-from medvl.train.training_config import PARTS, TrainingSection
+from medvl.train.training_config import (
+    ON_BAD_IMAGE_HELP,
+    PARTS,
+    BadImagePolicy,
+    TrainingSection,
+)
 
 
 @dataclass(kw_only=True)
@@ -33,6 +38,7 @@ class DataSection:
     min_pixels: int | None = field(default=None, metadata={"help": "processor min_pixels"})
     max_pixels: int | None = field(default=None, metadata={"help": "processor max_pixels"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use the first N"})
+    on_bad_image: BadImagePolicy = field(default="refuse", metadata={"help": ON_BAD_IMAGE_HELP})
 
     def __post_init__(self) -> None:
         if self.max_length < 16:

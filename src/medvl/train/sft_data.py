@@ -35,15 +35,19 @@ class RecordDataset(torch.utils.data.Dataset):
         return self.builder(self.records[index], self.base_dir)
 
 
-def prepare_records(config: SFTConfig, processor: Any) -> tuple[list[Record], list[int], list]:
+def prepare_records(
+    config: SFTConfig, processor: Any, *, skip: dict[str, str] | None = None
+) -> tuple[list[Record], list[int], list]:
     """``(records, token lengths, dropped ids)``: the training file validated, records longer
-    than ``data.max_length`` dropped (image tokens are never cut), the first N kept."""
+    than ``data.max_length`` dropped (image tokens are never cut), the first N kept. Records in
+    ``skip`` (bad images under ``data.on_bad_image: skip``) are left out without an error."""
     from medvl.data.tokens import TokenCounter
     from medvl.data.validate import validate_jsonl
 
     counter = TokenCounter(processor)
     result = validate_jsonl(config.data.train, counter=counter, max_length=config.data.max_length)
-    fatal = [p for p in result.problems if p.code != "too_long"]
+    skip = skip or {}
+    fatal = [p for p in result.problems if p.code != "too_long" and p.record_id not in skip]
     if fatal:
         lines = "; ".join(f"line {p.line} ({p.record_id}): {p.code}" for p in fatal[:5])
         raise MedvlError(

@@ -22,6 +22,16 @@ from medvl.errors import ConfigError
 PARTS = ("vision", "merger", "language", "lm_head")
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+BadImagePolicy = Literal["refuse", "skip"]
+
+
+#: Help text of ``data.on_bad_image`` (SFT and GRPO): what training does with a record whose
+#: image is unusable, found before the model loads.
+ON_BAD_IMAGE_HELP = (
+    "a record with an unusable image (truncated, missing, undecodable): refuse (stop before "
+    "the model loads, naming it) or skip (train without it; the dropped ids and reasons go to "
+    "the log and manifest.json)"
+)
 
 
 @dataclass(kw_only=True)
@@ -72,7 +82,10 @@ class TrainingSection:
     )
     warmup_ratio: float = field(
         default=0.05,
-        metadata={"help": "warmup: a fraction of the steps if < 1, else a number of steps"},
+        metadata={
+            "help": "fraction (0 to 1) of the optimizer steps spent in linear warmup; the step "
+            "count is ceil(ratio x the run's optimizer steps)"
+        },
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     scheduler: Scheduler = field(
@@ -140,8 +153,11 @@ def _check_schedule(config: TrainingSection) -> None:
         )
     if config.max_steps == -1 and config.epochs <= 0:
         raise ConfigError(f"epochs is {config.epochs}: nothing to train; set epochs > 0")
-    if config.warmup_ratio < 0:
-        raise ConfigError(f"warmup_ratio must be >= 0, got {config.warmup_ratio}; e.g. 0.05")
+    if not 0 <= config.warmup_ratio <= 1:
+        raise ConfigError(
+            f"warmup_ratio must be a fraction of the run's steps in [0, 1], got "
+            f"{config.warmup_ratio}; e.g. warmup_ratio=0.05 (5% of the steps warm up)"
+        )
     if config.seed < 0:
         raise ConfigError(f"seed must be >= 0, got {config.seed}")
 

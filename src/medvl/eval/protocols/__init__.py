@@ -1,11 +1,12 @@
 """Scoring protocols: other tools' rules for judging an answer, reproduced so numbers compare.
 
 Each protocol is a small object with metadata (``name``, ``title``, ``follows``, ``benchmarks``,
-``notes``) and one pure ``judge(...) -> Judgment``; see :mod:`medvl.eval.protocols.base`. The
+``notes``) and one pure ``judge(Answer) -> Judgment``; see :mod:`medvl.eval.protocols.base`. The
 modules say which upstream files and version they follow and which upstream bugs they keep.
 
->>> get_protocol("medvlm-r1").judge(kind="mcq", question="", prediction="<answer>B</answer>",
-...     gold="B", options={"A": "x", "B": "y"}, lang="en", benchmark="medvlm_r1").correct
+>>> answer = Answer(kind="mcq", prediction="<answer>B</answer>", gold="B",
+...     options={"A": "x", "B": "y"}, benchmark="medvlm_r1")
+>>> get_protocol("medvlm-r1").judge(answer).correct
 1.0
 """
 
@@ -17,6 +18,7 @@ from types import MappingProxyType
 from medvl.errors import UnknownNameError
 from medvl.eval.protocols.base import (
     KINDS,
+    Answer,
     Judgment,
     ProtocolError,
     ScoringProtocol,
@@ -61,6 +63,7 @@ __all__ = [
     "DEFAULT_PROTOCOL",
     "KINDS",
     "PROTOCOLS",
+    "Answer",
     "Judgment",
     "ProtocolError",
     "ScoringProtocol",

@@ -1,4 +1,5 @@
-"""What every scoring protocol returns and promises: :class:`Judgment` and :class:`ScoringProtocol`.
+"""What every scoring protocol takes, returns and promises: :class:`Answer`, :class:`Judgment`
+and :class:`ScoringProtocol`.
 
 A protocol reproduces one tool's rules for judging one answer. It never calls an LLM: where the
 tool would, the judgment says so in ``rule`` (``needs_llm_judge``) and scores the record as the
@@ -15,6 +16,27 @@ from medvl.errors import MedvlError
 
 #: Record kinds as medvl's scorer names them (``medvl.eval.scoring.KINDS``).
 KINDS = ("mcq", "closed", "open", "report")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answer:
+    """One model answer to judge, with everything a protocol may read about its record.
+
+    ``kind`` is the record kind (one of :data:`KINDS`); ``prediction`` is the model's raw reply
+    ("" when it said nothing); ``gold`` is the gold answer (the gold letter for ``mcq``);
+    ``question`` is the question text (only an LLM judge's prompt would read it); ``options``
+    maps option letters to option texts (None for non-MCQ records); ``lang`` is the record's
+    language code (``en``, ``zh``); ``benchmark`` is the benchmark the record comes from, or
+    None for data of no named benchmark (rules then chosen by kind).
+    """
+
+    kind: str
+    prediction: str
+    gold: str
+    question: str = ""
+    options: Mapping[str, str] | None = None
+    lang: str = "en"
+    benchmark: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,17 +64,7 @@ class ScoringProtocol(Protocol):
     benchmarks: tuple[str, ...]
     notes: str
 
-    def judge(
-        self,
-        *,
-        kind: str,
-        question: str,
-        prediction: str,
-        gold: str,
-        options: Mapping[str, str] | None,
-        lang: str,
-        benchmark: str | None,
-    ) -> Judgment:
+    def judge(self, answer: Answer) -> Judgment:
         """Judge one prediction against its gold answer."""
         ...
 
@@ -69,6 +81,14 @@ def check_benchmark(protocol: ScoringProtocol, benchmark: str | None) -> None:
             f"{', '.join(protocol.benchmarks)}. Use --protocol medvl, or a protocol that "
             "covers this benchmark"
         )
+
+
+def check_supported(protocol: ScoringProtocol, answer: Answer, kinds: tuple[str, ...]) -> None:
+    """Refuse an answer whose benchmark, or record kind outside ``kinds``, the tool has no rules
+    for (the check most protocols make before judging)."""
+    check_benchmark(protocol, answer.benchmark)
+    if answer.kind not in kinds:
+        raise refuse_kind(protocol, answer.kind, answer.benchmark)
 
 
 def refuse_kind(protocol: ScoringProtocol, kind: str, benchmark: str | None) -> ProtocolError:

@@ -53,7 +53,7 @@ import difflib
 import re
 from collections.abc import Mapping
 
-from medvl.eval.protocols.base import Judgment, check_benchmark, option_letters, refuse_kind
+from medvl.eval.protocols.base import Answer, Judgment, check_supported, option_letters
 
 LETTER_RE = re.compile(
     r"(is |是|\*|\W|\ |\(|为|^|'|\"|#)(?![aA] )([abcdefghijklmnABCDEFGHIJKLMN])(\W|$)", re.S
@@ -105,23 +105,10 @@ class HuatuoGPTVisionProtocol:
         "left out. Prompt as upstream: --prompt huatuo."
     )
 
-    def judge(
-        self,
-        *,
-        kind: str,
-        question: str,
-        prediction: str,
-        gold: str,
-        options: Mapping[str, str] | None,
-        lang: str,
-        benchmark: str | None,
-    ) -> Judgment:
+    def judge(self, answer: Answer) -> Judgment:
         """1.0 when ``match_choice3``'s letter equals the gold letter (case-sensitive)."""
-        del question, lang
-        check_benchmark(self, benchmark)
-        if kind != "mcq":
-            raise refuse_kind(self, kind, benchmark)
-        if not options:
+        check_supported(self, answer, ("mcq",))
+        if not answer.options:
             return Judgment(None, None, "no_options")
-        letter, rule = match_choice3(prediction or "", options)
-        return Judgment(float(letter == gold), letter, rule)
+        letter, rule = match_choice3(answer.prediction or "", answer.options)
+        return Judgment(float(letter == answer.gold), letter, rule)

@@ -28,10 +28,9 @@ BLEU.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 
 from medvl.eval.normalize import normalize_llava
-from medvl.eval.protocols.base import Judgment, check_benchmark, refuse_kind
+from medvl.eval.protocols.base import Answer, Judgment, check_supported
 
 
 def _words(text: str) -> Counter[str]:
@@ -76,30 +75,17 @@ class LlavaMedProtocol:
         "no accuracy. 'open accuracy' (needs candidate.json) and BLEU are not computed."
     )
 
-    def judge(
-        self,
-        *,
-        kind: str,
-        question: str,
-        prediction: str,
-        gold: str,
-        options: Mapping[str, str] | None,
-        lang: str,
-        benchmark: str | None,
-    ) -> Judgment:
+    def judge(self, answer: Answer) -> Judgment:
         """Closed: substring rule; open: recall, precision, f1, exact-match score."""
-        del question, options, lang
-        check_benchmark(self, benchmark)
-        pred = normalize_llava((prediction or "").lower())
-        ref = normalize_llava(gold.lower())
-        if kind == "closed":
+        check_supported(self, answer, ("closed", "open"))
+        pred = normalize_llava((answer.prediction or "").lower())
+        ref = normalize_llava(answer.gold.lower())
+        if answer.kind == "closed":
             if "yes" in pred or "no" in pred:
                 if ref in pred:
                     return Judgment(1.0, pred, "yes_no_substring")
                 return Judgment(None, pred, "dropped_wrong_yes_no")
             return Judgment(0.0, pred, "no_yes_no_word")
-        if kind != "open":
-            raise refuse_kind(self, kind, benchmark)
         f1, precision, recall = f1score(pred, ref)
         metrics = {
             "recall": recall,

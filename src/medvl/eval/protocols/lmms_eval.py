@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
 
-from medvl.eval.protocols.base import Judgment, check_benchmark, refuse_kind
+from medvl.eval.protocols.base import Answer, Judgment, check_supported
 
 EN_YES = frozenset({"yes", "yeah", "yep", "true"})
 EN_NO = frozenset({"no", "nope", "false"})
@@ -72,22 +71,9 @@ class LmmsEvalProtocol:
         "fallback)."
     )
 
-    def judge(
-        self,
-        *,
-        kind: str,
-        question: str,
-        prediction: str,
-        gold: str,
-        options: Mapping[str, str] | None,
-        lang: str,
-        benchmark: str | None,
-    ) -> Judgment:
+    def judge(self, answer: Answer) -> Judgment:
         """1.0 when the normalised prediction equals the normalised gold answer."""
-        del question, options, lang  # the SLAKE rule reads neither
-        check_benchmark(self, benchmark)
-        if kind not in ("closed", "open"):
-            raise refuse_kind(self, kind, benchmark)
-        pred = normalize_slake(prediction)
-        correct = float(pred == normalize_slake(gold))
+        check_supported(self, answer, ("closed", "open"))
+        pred = normalize_slake(answer.prediction)
+        correct = float(pred == normalize_slake(answer.gold))
         return Judgment(correct, pred, "normalized_exact_match")

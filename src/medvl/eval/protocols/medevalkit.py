@@ -49,7 +49,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
-from medvl.eval.protocols.base import Judgment, check_benchmark, option_letters, refuse_kind
+from medvl.eval.protocols.base import (
+    Answer,
+    Judgment,
+    check_benchmark,
+    option_letters,
+    refuse_kind,
+)
 
 ANSWER_PATTERNS = (
     "**answer**:",
@@ -200,23 +206,13 @@ class MedEvalKitProtocol:
         "BLEU/ROUGE are not computed. MedXpertQA-MM and MMMU are not covered."
     )
 
-    def judge(
-        self,
-        *,
-        kind: str,
-        question: str,
-        prediction: str,
-        gold: str,
-        options: Mapping[str, str] | None,
-        lang: str,
-        benchmark: str | None,
-    ) -> Judgment:
+    def judge(self, answer: Answer) -> Judgment:
         """Dispatch as each benchmark's ``cal_metrics`` does (see the module docstring)."""
-        del question, lang
+        kind, gold, benchmark = answer.kind, answer.gold, answer.benchmark
         check_benchmark(self, benchmark)
-        prediction = prediction or ""
-        if kind == "mcq" and options:
-            return self._mcq(prediction, gold, options, benchmark)
+        prediction = answer.prediction or ""
+        if kind == "mcq" and answer.options:
+            return self._mcq(prediction, gold, answer.options, benchmark)
         if kind not in ("closed", "open"):
             raise refuse_kind(self, kind, benchmark)
         response = pre_extract(prediction)

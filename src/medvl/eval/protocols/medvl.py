@@ -8,9 +8,7 @@ same way: MCQ through :func:`medvl.eval.extract.extract_choice`, closed question
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from medvl.eval.protocols.base import Judgment, refuse_kind
+from medvl.eval.protocols.base import Answer, Judgment, refuse_kind
 
 
 class MedvlProtocol:
@@ -28,32 +26,21 @@ class MedvlProtocol:
 
         return tuple(BENCHMARKS)
 
-    def judge(
-        self,
-        *,
-        kind: str,
-        question: str,
-        prediction: str,
-        gold: str,
-        options: Mapping[str, str] | None,
-        lang: str,
-        benchmark: str | None,
-    ) -> Judgment:
+    def judge(self, answer: Answer) -> Judgment:
         """medvl's per-record accuracy for this kind."""
         from medvl.eval.closed import extract_closed
         from medvl.eval.extract import extract_choice
         from medvl.eval.metrics_text import closed_accuracy, exact_match
         from medvl.eval.normalize import normalize_answer
 
-        del question, benchmark
-        prediction = prediction or ""
-        if kind == "mcq" and options:
-            found = extract_choice(prediction, options)
+        prediction, gold, lang = answer.prediction or "", answer.gold, answer.lang
+        if answer.kind == "mcq" and answer.options:
+            found = extract_choice(prediction, answer.options)
             return Judgment(float(found.letter == gold), found.letter, found.rule)
-        if kind == "closed":
+        if answer.kind == "closed":
             found = extract_closed(prediction, gold)
             return Judgment(closed_accuracy(prediction, gold, lang=lang), found.answer, found.rule)
-        if kind == "open":
+        if answer.kind == "open":
             correct = exact_match(prediction, gold, lang=lang)
             return Judgment(correct, normalize_answer(prediction), "exact_match")
-        raise refuse_kind(self, kind, None)
+        raise refuse_kind(self, answer.kind, None)

@@ -18,9 +18,8 @@ Not reproduced: ``--prompt_type simple``, which compares the raw output with the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 
-from medvl.eval.protocols.base import Judgment, check_benchmark, refuse_kind
+from medvl.eval.protocols.base import Answer, Judgment, check_supported
 
 ANSWER_RE = re.compile(r"<answer>\s*([A-Z])\s*</answer>")
 
@@ -34,24 +33,11 @@ class MedVLMR1Protocol:
     benchmarks = ("medvlm_r1",)
     notes = "Only the first <answer>X</answer> with one capital letter counts; no LLM involved."
 
-    def judge(
-        self,
-        *,
-        kind: str,
-        question: str,
-        prediction: str,
-        gold: str,
-        options: Mapping[str, str] | None,
-        lang: str,
-        benchmark: str | None,
-    ) -> Judgment:
+    def judge(self, answer: Answer) -> Judgment:
         """1.0 when the tagged letter equals the gold letter."""
-        del question, options, lang
-        check_benchmark(self, benchmark)
-        if kind != "mcq":
-            raise refuse_kind(self, kind, benchmark)
-        match = ANSWER_RE.search(prediction or "")
+        check_supported(self, answer, ("mcq",))
+        match = ANSWER_RE.search(answer.prediction or "")
         if match is None:
             return Judgment(0.0, None, "no_answer_tag")
         letter = match.group(1)
-        return Judgment(float(letter == gold), letter, "answer_tag")
+        return Judgment(float(letter == answer.gold), letter, "answer_tag")

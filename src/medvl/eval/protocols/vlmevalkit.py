@@ -39,7 +39,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from medvl.eval.protocols.base import Judgment, check_benchmark, option_letters, refuse_kind
+from medvl.eval.protocols.base import (
+    Answer,
+    Judgment,
+    check_benchmark,
+    option_letters,
+    refuse_kind,
+)
 
 API_FAILURE = "Failed to obtain answer via API"
 REFUSALS = (
@@ -110,23 +116,13 @@ class VLMEvalKitProtocol:
         "regex only knows A-D."
     )
 
-    def judge(
-        self,
-        *,
-        kind: str,
-        question: str,
-        prediction: str,
-        gold: str,
-        options: Mapping[str, str] | None,
-        lang: str,
-        benchmark: str | None,
-    ) -> Judgment:
+    def judge(self, answer: Answer) -> Judgment:
         """MCQ: the letter ``can_infer`` finds must equal the gold letter."""
-        del question, lang  # only the judge LLM's prompt would use them
-        check_benchmark(self, benchmark)
-        if kind in ("closed", "open"):
+        check_benchmark(self, answer.benchmark)
+        if answer.kind in ("closed", "open"):
             return Judgment(None, None, NEEDS_LLM_JUDGE)
-        if kind != "mcq" or not options:
-            raise refuse_kind(self, kind, benchmark)
-        letter, rule = infer_choice(prediction or "", options)
-        return Judgment(float(letter is not None and letter == gold.strip()), letter, rule)
+        if answer.kind != "mcq" or not answer.options:
+            raise refuse_kind(self, answer.kind, answer.benchmark)
+        letter, rule = infer_choice(answer.prediction or "", answer.options)
+        right = letter is not None and letter == answer.gold.strip()
+        return Judgment(float(right), letter, rule)
