@@ -212,6 +212,25 @@ def _register_serve(groups) -> None:
         default=600.0,
         help="seconds a request may take, waiting for the model included; 0: no limit",
     )
+    parser.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=5.0,
+        help="wait this long after a request for others to share one generate call with; "
+        "0: no batching (default: 5)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=8,
+        help="most requests in one batched generate call; 1: no batching (default: 8)",
+    )
+    parser.add_argument(
+        "--max-queued-requests",
+        type=int,
+        default=64,
+        help="requests that may wait for the model; more get 503 + Retry-After (default: 64)",
+    )
     add_model_args(parser)
     add_generation_args(parser, max_new_tokens=512)
     parser.set_defaults(func=run_serve)
@@ -222,10 +241,21 @@ def run_serve(args: argparse.Namespace) -> int:
     from medvl.infer.protocol import ServerConfig
     from medvl.infer.server import create_app, is_loopback, run_server
 
-    for flag in ("max_images", "max_request_pixels", "max_concurrent_decodes", "max_prompt_tokens"):
+    for flag in (
+        "max_images",
+        "max_request_pixels",
+        "max_concurrent_decodes",
+        "max_prompt_tokens",
+        "max_batch_size",
+        "max_queued_requests",
+    ):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.batch_window_ms < 0:
+        raise ConfigError(
+            f"--batch-window-ms must be >= 0 (0: no batching), got {args.batch_window_ms}"
+        )
     if args.request_timeout < 0:
         raise ConfigError(
             f"--request-timeout must be >= 0 (0: no limit), got {args.request_timeout}"
@@ -249,6 +279,9 @@ def run_serve(args: argparse.Namespace) -> int:
         max_concurrent_decodes=args.max_concurrent_decodes,
         max_prompt_tokens=args.max_prompt_tokens,
         request_timeout=args.request_timeout or None,
+        batch_window_ms=args.batch_window_ms,
+        max_batch_size=args.max_batch_size,
+        max_queued_requests=args.max_queued_requests,
         defaults=generation_settings(args),
     )
     print(f"serving {name!r} at http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr)

@@ -222,24 +222,54 @@ class HFEngine(Engine):
             for start in range(0, len(ready), self.batch_size):
                 yield self._run_batch(ready[start : start + self.batch_size], settings)
 
-    def _run_batch(self, batch: list[Prepared], settings: GenerationSettings) -> list[Generation]:
+    def generate_prepared(
+        self,
+        batch: list[Prepared],
+        settings: GenerationSettings,
+        cancel: threading.Event | None = None,
+    ) -> list[Generation]:
+        """One ``generate`` call for already prepared requests, results in ``batch`` order.
+
+        The server's micro-batches come through here: requests are prepared in their own
+        handler threads, and setting ``cancel`` stops the whole call within a token (the
+        request timeout). Left padding keeps greedy outputs equal to one-at-a-time ones."""
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        return self._run_batch(batch, settings, cancel)
+
+    def _run_batch(
+        self,
+        batch: list[Prepared],
+        settings: GenerationSettings,
+        cancel: threading.Event | None = None,
+    ) -> list[Generation]:
         """Generate one batch; if it fails, retry its requests one by one."""
         try:
-            return self._generate(batch, settings)
+            return self._generate(batch, settings, cancel)
         except Exception as exc:
             if len(batch) == 1:
                 logger.warning("request %r failed: %s", batch[0].request.id, _reason(exc))
                 return [Generation.failed(batch[0].request, batch[0].index, _reason(exc))]
             logger.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
-            return [g for item in batch for g in self._run_batch([item], settings)]
+            return [g for item in batch for g in self._run_batch([item], settings, cancel)]
 
-    def _generate(self, batch: list[Prepared], settings: GenerationSettings) -> list[Generation]:
+    def _generate(
+        self,
+        batch: list[Prepared],
+        settings: GenerationSettings,
+        cancel: threading.Event | None = None,
+    ) -> list[Generation]:
+        from transformers import StoppingCriteriaList
+
         inputs = self._to_device(collate_left(batch, self.pad_token_id))
         width = inputs["input_ids"].shape[1]
+        extra: dict[str, Any] = {}
+        if cancel is not None:
+            extra["stopping_criteria"] = StoppingCriteriaList([_Cancelled(cancel)])
         start = time.perf_counter()
         with self._lock, torch.inference_mode():
             output = self.loaded.model.generate(
-                **inputs, **settings.hf_kwargs(), pad_token_id=self.pad_token_id
+                **inputs, **settings.hf_kwargs(), pad_token_id=self.pad_token_id, **extra
             )
         seconds = (time.perf_counter() - start) / len(batch)
         results = []

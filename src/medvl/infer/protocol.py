@@ -58,6 +58,17 @@ class ServerConfig:
     max_prompt_tokens: int | None = None
     #: Seconds from arrival to answer, waiting for the model included (None: no limit).
     request_timeout: float | None = 600.0
+    #: Milliseconds the server waits after a request for others to batch with (0: no batching).
+    batch_window_ms: float = 5.0
+    #: Most requests in one batched ``generate`` call (1: no batching).
+    max_batch_size: int = 8
+    #: Requests that may wait for the model; past it a new one gets 503 with Retry-After.
+    max_queued_requests: int = 64
+
+    @property
+    def batching(self) -> bool:
+        """Whether plain requests are micro-batched (streamed ones never are)."""
+        return self.batch_window_ms > 0 and self.max_batch_size > 1
 
     def image_loader(self) -> ImageLoader:
         """A loader enforcing this config's image limits (one per server: it holds the

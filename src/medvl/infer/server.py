@@ -4,7 +4,9 @@ Any OpenAI client (the ``openai`` package, LangChain, medvl's own OpenAI engine)
 medvl model through it. Every refusal is a JSON error with a 4xx status in the OpenAI shape,
 and no bad request stops the server: image errors, oversize bodies, paths outside the image
 root and missing keys are answered and the next request is served as usual. Generation runs in
-a worker thread; the engine serialises requests to one model.
+a worker thread; the engine serialises requests to one model. Plain requests arriving within
+``--batch-window-ms`` of each other share one ``generate`` call (:mod:`medvl.infer.server_batch`,
+greedy outputs unchanged); streamed requests run one at a time.
 
 Budgets keep one request from taking the server down (README, "Reliability limits"): body
 size (413), images per request and pixels per request read from image headers before anything
@@ -40,6 +42,7 @@ from medvl.infer.protocol import (
     error_body,
     parse_chat_request,
 )
+from medvl.infer.server_batch import MicroBatcher, batchable
 from medvl.infer.server_limits import (
     ModelGate,
     check_prompt,
@@ -57,14 +60,30 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
         config = replace(config, image_target_pixels=processor_pixels(engine))
     app = FastAPI(title="medvl", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.config = engine, config
-    loader, gate = config.image_loader(), ModelGate(engine, config.request_timeout)
+    loader = config.image_loader()
+    gate = ModelGate(engine, config.request_timeout, config.max_queued_requests)
     context = context_length(engine)
+    batcher = None
+    if config.batching and batchable(engine):
+        batcher = MicroBatcher(
+            engine,
+            gate,
+            window=config.batch_window_ms / 1000,
+            max_batch=config.max_batch_size,
+            max_queued=config.max_queued_requests,
+        )
+    app.state.gate, app.state.batcher = gate, batcher
 
     def parse(body: Any) -> Any:
         parsed = parse_chat_request(body, config, loader)
         tokens = prompt_tokens(engine, parsed.request)
         check_prompt(tokens, parsed.settings, context, config.max_prompt_tokens)
-        return parsed
+        if batcher is not None and not parsed.stream:  # build model inputs in this thread
+            item = engine.prepare(0, parsed.request)
+            if item.error is not None:
+                raise RequestError(f"the request could not be answered: {item.error}")
+            return parsed, item
+        return parsed, None
 
     _add_error_handlers(app)
 
@@ -83,13 +102,17 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
         deadline = gate.deadline(time.monotonic())
         _authorize(request, config)
         body = await _read_json(request, config.max_body_bytes)
-        parsed = await run_in_threadpool(parse, body)
+        parsed, item = await run_in_threadpool(parse, body)
         if parsed.stream:
             return await run_in_threadpool(_start_stream, gate, parsed, config, deadline)
         try:
-            generation = await run_in_threadpool(
-                gate.generate, parsed.request, parsed.settings, deadline
-            )
+            if batcher is not None:
+                future = batcher.submit(item, parsed.settings, deadline)
+                generation = await batcher.wait(future, deadline)
+            else:
+                generation = await run_in_threadpool(
+                    gate.generate, parsed.request, parsed.settings, deadline
+                )
         except InferenceError as exc:
             raise RequestError(f"the request could not be answered: {exc}") from None
         if generation.error is not None:
@@ -200,8 +223,8 @@ def _sse_events(
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        headers = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "1"}}
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers.get(exc.status))
 
     @app.exception_handler(MedvlError)
     async def input_error(request: Request, exc: MedvlError) -> JSONResponse:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from medvl.infer.engine import ChatRequest, Engine, Generation, GenerationSettings
@@ -78,18 +80,41 @@ class ModelGate:
     token) and answered 504 too.
     """
 
-    def __init__(self, engine: Engine, timeout: float | None):
-        self.engine, self.timeout = engine, timeout
+    def __init__(self, engine: Engine, timeout: float | None, max_waiting: int | None = None):
+        self.engine, self.timeout, self.max_waiting = engine, timeout, max_waiting
         self._lock = threading.Lock()
+        self._waiting = 0
+        self._count = threading.Lock()
 
     def deadline(self, started: float) -> float | None:
         return None if self.timeout is None else started + self.timeout
 
     def acquire(self, deadline: float | None) -> None:
-        """Wait for the model until ``deadline`` (``time.monotonic()``); 504 past it."""
-        wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
-        if not self._lock.acquire(timeout=wait):
-            raise self.timed_out("waiting for the model")
+        """Wait for the model until ``deadline`` (``time.monotonic()``); 504 past it, and 503
+        at once when ``max_waiting`` requests are waiting already (a bounded queue)."""
+        with self._count:
+            if self.max_waiting is not None and self._waiting >= self.max_waiting:
+                raise RequestError(
+                    f"the server is busy: {self.max_waiting} requests are already waiting for "
+                    "the model (medvl serve --max-queued-requests); retry shortly",
+                    503,
+                    code="server_busy",
+                )
+            self._waiting += 1
+        try:
+            wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._lock.acquire(timeout=wait):
+                raise self.timed_out("waiting for the model")
+        finally:
+            with self._count:
+                self._waiting -= 1
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the model with no deadline (the micro-batch worker, which enforces each
+        request's deadline itself)."""
+        with self._lock:
+            yield
 
     def release(self) -> None:
         if self._lock.locked():
