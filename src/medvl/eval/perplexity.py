@@ -6,8 +6,9 @@ scored: system, user, image and template tokens are masked, and so is the ``<|im
 closes the answer (it measures whether the model stops, not what it says; its probability after
 a one-word answer would also dominate short closed answers). The labels come from
 :class:`medvl.data.features.FeatureBuilder` with :func:`~medvl.data.features.final_answer_span`,
-the same tokenization as training, and the shifted negative log-likelihood (logits at position t
-score the token at t + 1) from :func:`medvl.eval.metrics_lm.token_nll`.
+the same tokenization as training, and the shifted negative log-likelihood (position t scores
+the token at t + 1) from :func:`medvl.models.output_layer.token_nll`: the output layer runs only
+at answer positions, in chunks, so no ``[tokens x vocab]`` logits are ever held.
 
 The reference answer is the last assistant turn; a record whose conversation ends with a user
 turn uses its ``answer`` field as that turn; a record with neither is skipped and counted.
@@ -37,9 +38,9 @@ from medvl.data.features import IGNORE_INDEX, FeatureBuilder, PaddingCollator, f
 from medvl.data.record import Message, Record
 from medvl.errors import ConfigError, MedvlError
 from medvl.eval.breakdown import group_label
-from medvl.eval.metrics_lm import token_nll
 from medvl.eval.scoring import record_kind
 from medvl.infer.factory import EngineSpec, load_local
+from medvl.models.output_layer import final_hidden_states, output_layer, scored_rows, token_nll
 
 #: Breakdown keys always reported (record fields); ``--breakdown`` adds meta keys.
 DEFAULT_GROUP_KEYS = ("answer_type", "question_type", "lang")
@@ -209,18 +210,21 @@ def _sample(builder: FeatureBuilder, record: Record, base_dir: str | Path) -> An
 
 
 def _score_batch(model: Any, batch: dict[str, Any], ids: Sequence[str]) -> list[RecordPerplexity]:
-    """One forward pass; each row's nll over its labelled span (shifted in ``token_nll``)."""
+    """One forward pass to the final hidden states; the output layer then runs only at the
+    positions that score an answer token, a chunk of rows at a time, so memory does not grow
+    with vocabulary x sequence length (:mod:`medvl.models.output_layer`)."""
     labels = batch.pop("labels")
-    logits = model(**_to_device(model, batch)).logits
-    out = []
-    for row, record_id in enumerate(ids):
-        where = (labels[row] != IGNORE_INDEX).nonzero().flatten()
-        # Logits from one position before the first label to the last label: token_nll shifts
-        # inside this window, and the float32 copy stays small for long prompts.
-        low, high = int(where[0]) - 1, int(where[-1]) + 1
-        nll, tokens = token_nll(logits[row, low:high], labels[row, low:high].to(logits.device))
-        out.append(RecordPerplexity(record_id, nll, tokens))
-    return out
+    hidden = final_hidden_states(model, _to_device(model, batch))
+    rows, targets = scored_rows(hidden, labels)
+    nll = token_nll(rows, targets, output_layer(model)).double().cpu()
+    keep = labels[:, 1:] != IGNORE_INDEX
+    owner = keep.nonzero()[:, 0]  # the batch row of each scored token, in the same order
+    per_row = torch.zeros(len(ids), dtype=torch.float64).index_add_(0, owner, nll)
+    counts = keep.sum(dim=1)
+    return [
+        RecordPerplexity(record_id, float(per_row[row]), int(counts[row]))
+        for row, record_id in enumerate(ids)
+    ]
 
 
 def _to_device(model: Any, batch: dict[str, Any]) -> dict[str, Any]:

@@ -10,15 +10,27 @@ gives every sample the same weight (the mean over its own answer tokens, then ov
 
 A sample is one row of a padded batch, or one segment of a packed row (its text positions
 restart at 0, see :mod:`medvl.train.collate`), so packing does not change the weights.
+
+:func:`weighted_lm_loss` takes the logits of every position; :func:`chunked_lm_loss` computes
+the same value from the final hidden states, running the output layer only where a label is,
+in chunks (:mod:`medvl.models.output_layer`), so the ``[tokens x vocab]`` logits never exist.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 
 from medvl.data.features import IGNORE_INDEX
+from medvl.models.output_layer import (
+    DEFAULT_CHUNK_ROWS,
+    final_hidden_states,
+    output_layer,
+    scored_rows,
+    weighted_nll_sum,
+)
 
 LossAverage = Literal["token", "sample", "square"]
 #: Exponent p of the per-sample weight ``n ** -p`` (n = the sample's answer tokens).
@@ -68,3 +80,44 @@ def weighted_lm_loss(
     if total == 0:  # nothing to learn in this micro-batch; keep the graph connected
         return logits.sum() * 0.0
     return (weights * nll).sum() / total
+
+
+def scored_weights(
+    labels: torch.Tensor, text_positions: torch.Tensor | None, average: LossAverage
+) -> torch.Tensor:
+    """The weights of the scored positions only, in the order of
+    :func:`medvl.models.output_layer.scored_rows` (shifted labels != -100, row-major)."""
+    weights = token_weights(labels, text_positions, average)[:, 1:]
+    return weights[labels[:, 1:] != IGNORE_INDEX]
+
+
+def chunked_lm_loss(
+    model: torch.nn.Module,
+    inputs: Mapping[str, Any],
+    labels: torch.Tensor,
+    average: LossAverage,
+    num_items: torch.Tensor | int | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> torch.Tensor:
+    """The loss of ``model`` on ``inputs`` (its keyword arguments, without labels), exactly as
+    from its full logits, but with the output layer only at labelled positions, in chunks.
+
+    ``token``: the summed nll over ``num_items`` (transformers' ``num_items_in_batch``) or, if
+    None, over this batch's labelled tokens (the model's own loss); ``sample``/``square``:
+    :func:`weighted_lm_loss`'s average. A batch without labels gives a zero that keeps the
+    output layer in the graph.
+    """
+    positions = inputs.get("position_ids")
+    text_positions = positions[0] if positions is not None and positions.dim() == 3 else None
+    hidden = final_hidden_states(model, inputs)
+    labels = labels.to(hidden.device)
+    rows, targets = scored_rows(hidden, labels)
+    head = output_layer(model)
+    if len(targets) == 0:
+        return head(hidden[:, :1]).float().sum() * 0.0
+    if average == "token":
+        total = weighted_nll_sum(rows, targets, head, chunk_rows=chunk_rows)
+        count = len(targets) if num_items is None else num_items
+        return total / torch.as_tensor(count, device=total.device)
+    weights = scored_weights(labels, text_positions, average)
+    return weighted_nll_sum(rows, targets, head, weights, chunk_rows) / weights.sum()

@@ -85,6 +85,14 @@ class SFTConfig(TrainingSection):
             "(every sample counts the same), square (1/sqrt(tokens), InternVL 2.5)"
         },
     )
+    loss_impl: Literal["chunked", "full"] = field(
+        default="chunked",
+        metadata={
+            "help": "chunked: the output layer runs only where a label is, in chunks (exact, "
+            "far less memory with a large vocabulary); full: logits for every token (the old "
+            "path, for comparison)"
+        },
+    )
     packing: bool = field(default=True, metadata={"help": "pack samples into rows (no padding)"})
     pack_rows: int = field(default=2, metadata={"help": "rows a packed batch is balanced into"})
     group_by_length: bool = field(

@@ -16,10 +16,11 @@ import torch
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from medvl.models.output_layer import has_output_layer
 from medvl.models.registry import FamilySpec
 from medvl.train.callbacks import ThroughputCallback, check_finite
 from medvl.train.freeze import param_groups
-from medvl.train.loss import weighted_lm_loss
+from medvl.train.loss import chunked_lm_loss, weighted_lm_loss
 from medvl.train.sft_config import SFTConfig
 from medvl.train.zero3_guard import dummy_vision_loss
 
@@ -107,12 +108,19 @@ class MedvlSFTTrainer(Trainer):
         row's sample boundaries are in ``position_ids``; and transformers takes its result as
         normalised over the whole accumulated batch (scaling it by the process count), while
         the weighted averages are per micro-batch (see :mod:`medvl.train.loss`).
+
+        ``loss_impl: chunked`` (the default) computes the same loss from the final hidden
+        states, with the output layer only at labelled positions and in chunks
+        (:mod:`medvl.models.output_layer`); ``full`` (and any call that wants the outputs, or a
+        model without the ``model`` + ``lm_head`` layout) takes the logits of every position.
         """
         ids = inputs.pop("sample_ids", [])
         self.sft_state.throughput.count(len(ids), int(inputs["input_ids"].numel()))
         text_only = "pixel_values" not in inputs
         config = self.sft_state.config
-        if config.loss_average == "token":
+        if config.loss_impl == "chunked" and not return_outputs and has_output_layer(model):
+            result = self._chunked_loss(model, inputs, num_items_in_batch, config.loss_average)
+        elif config.loss_average == "token":
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         else:
             result = self._weighted_loss(model, inputs, return_outputs, config.loss_average)
@@ -133,3 +141,17 @@ class MedvlSFTTrainer(Trainer):
         outputs = model(**inputs)
         loss = weighted_lm_loss(outputs.logits, labels, text_positions, average)
         return (loss, outputs) if return_outputs else loss
+
+    def _chunked_loss(self, model, inputs, num_items_in_batch, average: str) -> torch.Tensor:
+        """:func:`chunked_lm_loss`, scaled as transformers scales its own ``token`` loss: over
+        ``num_items_in_batch`` (the accumulated batch's labelled tokens) when the Trainer passes
+        it to the model, times the process count when tokens are averaged across devices."""
+        labels = inputs.pop("labels")
+        scaled = average == "token" and self.model_accepts_loss_kwargs
+        num_items = num_items_in_batch if scaled else None
+        loss = chunked_lm_loss(model, inputs, labels, average, num_items)
+        if num_items is not None and self.args.average_tokens_across_devices:
+            tp_size = self.get_tp_size() if hasattr(self, "get_tp_size") else 1
+            processes = self.accelerator.num_processes // tp_size
+            loss = loss * (processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+        return loss
