@@ -63,7 +63,7 @@ def final_hidden_states(model: nn.Module, inputs: Mapping[str, Any]) -> torch.Te
     """``(batch, seq, hidden)``: the model's last hidden states from its own forward pass.
 
     ``inputs`` are the model's keyword arguments without ``labels``; the output layer is asked
-    for no row (``logits_to_keep`` all false), so it costs nothing.
+    for no row (``logits_to_keep`` an empty index), so it costs nothing.
     """
     captured: dict[str, torch.Tensor] = {}
 
@@ -72,9 +72,10 @@ def final_hidden_states(model: nn.Module, inputs: Mapping[str, Any]) -> torch.Te
         captured["hidden"] = output[0] if hidden is None else hidden
 
     ids = inputs.get("input_ids")
-    shape = ids.shape if ids is not None else inputs["inputs_embeds"].shape[:2]
     device = ids.device if ids is not None else inputs["inputs_embeds"].device
-    nothing = torch.zeros(shape, dtype=torch.bool, device=device)
+    # an empty 1-D index keeps no position: (batch, 0, hidden) on every transformers 5.x (5.17
+    # indexes hidden_states[:, logits_to_keep, :], which a 2-D boolean mask breaks)
+    nothing = torch.zeros(0, dtype=torch.long, device=device)
     handle = causal_lm(model)._modules["model"].register_forward_hook(keep)
     try:
         model(**inputs, logits_to_keep=nothing)
