@@ -6,6 +6,9 @@ Why each step is the way it is:
   happen in a thread pool ahead of the model, so the model never waits for disk or decoding.
   Threads rather than processes: no fork of a process that holds a model and server threads,
   nothing to pickle, no start-up cost; image decoding and torch ops release the GIL.
+* **Processed pixels cached per image file** (:mod:`medvl.infer.image_cache`): a second prompt
+  or a second model of the same family over the same images skips decoding and resizing; the
+  inputs are exactly the processor's. Bounded LRU, ``MEDVL_IMAGE_CACHE_MB`` (default 2048).
 * **Length-sorted batches.** Prepared requests are buffered in windows of ``lookahead``
   batches and sorted by token length, so a batch pads little.
 * **Left padding.** Every prompt ends where generation starts; the attention mask and Qwen-VL's
@@ -38,6 +41,12 @@ from medvl.infer.engine import (
     InferenceError,
     TokenStream,
 )
+from medvl.infer.image_cache import (
+    ProcessedImageCache,
+    encode_cached,
+    settings_digest,
+    shared_cache,
+)
 from medvl.models.loading import LoadedModel, LoadOptions
 
 logger = logging.getLogger(__name__)
@@ -66,8 +75,17 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
-def prepare_request(processor: Any, index: int, request: ChatRequest) -> Prepared:
-    """Load the request's images and build its model inputs; never raises for bad input."""
+def prepare_request(
+    processor: Any,
+    index: int,
+    request: ChatRequest,
+    cache: ProcessedImageCache | None = None,
+) -> Prepared:
+    """Load the request's images and build its model inputs; never raises for bad input.
+
+    With ``cache``, image files already processed with the same image processor settings are
+    taken from it. The settings digest is taken per request (~30 us), so a pixel range changed
+    in place on the processor never meets pixels processed under the old one."""
     from PIL import Image
 
     from medvl.data.medimage import load_image
@@ -76,14 +94,18 @@ def prepare_request(processor: Any, index: int, request: ChatRequest) -> Prepare
     if problem:
         return Prepared(index, request, error=problem)
     try:
-        images = [
-            image.convert("RGB") if isinstance(image, Image.Image) else load_image(image)
-            for image in request.images
-        ]
         prompt = processor.apply_chat_template(
             request.messages, tokenize=False, add_generation_prompt=True
         )
-        encoded = processor(text=[prompt], images=images or None, return_tensors="pt")
+        digest = settings_digest(processor) if cache is not None and cache.enabled else None
+        if digest is not None and request.images:
+            encoded = encode_cached(processor, prompt, request.images, cache, digest)
+        else:
+            images = [
+                image.convert("RGB") if isinstance(image, Image.Image) else load_image(image)
+                for image in request.images
+            ]
+            encoded = processor(text=[prompt], images=images or None, return_tensors="pt")
     except Exception as exc:  # a bad image or message fails this request only
         return Prepared(index, request, error=_reason(exc))
     return Prepared(index, request, prompt=prompt, inputs=dict(encoded))
@@ -132,7 +154,10 @@ class HFEngine(Engine):
         batch_size: int = 8,
         num_workers: int | None = None,
         lookahead: int = 8,
+        image_cache: ProcessedImageCache | None = None,
     ):
+        """``image_cache``: where processed pixels are kept; None is the process-wide
+        :func:`~medvl.infer.image_cache.shared_cache`, ``ProcessedImageCache(0)`` turns it off."""
         if batch_size < 1 or lookahead < 1:
             raise InferenceError(f"batch_size and lookahead must be >= 1, got {batch_size}")
         self.loaded = loaded
@@ -143,6 +168,7 @@ class HFEngine(Engine):
         self.tokenizer = loaded.processor.tokenizer
         self._lock = threading.Lock()  # one generate at a time: chat, server and predict share
         self._eos = _eos_ids(loaded.model)
+        self.image_cache = shared_cache() if image_cache is None else image_cache
 
     @classmethod
     def from_model(
@@ -177,7 +203,7 @@ class HFEngine(Engine):
         return self.loaded.fingerprint()
 
     def prepare(self, index: int, request: ChatRequest) -> Prepared:
-        return prepare_request(self.processor, index, request)
+        return prepare_request(self.processor, index, request, self.image_cache)
 
     def _prepared(self, requests: Iterable[ChatRequest]) -> Iterator[Prepared]:
         """Prepared requests in order, built by a thread pool running ahead of the model."""

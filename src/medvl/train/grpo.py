@@ -12,6 +12,21 @@ TRL's VLM path: each dataset row holds ``prompt`` (a conversation) and ``images`
 sampler repeats each prompt ``num_generations`` times in a row, every row is generated and
 scored on its own, and rewards receive every other column per completion, so any
 ``batch_size`` (completions per device) keeps each completion with its own prompt and answer.
+
+Log-probabilities only where the loss is (issue 16): TRL 1.16 already does what medvl's SFT does
+with ``medvl.models.output_layer``, so medvl adds no override. ``GRPOTrainer.__init__`` patches
+the policy and the reference with ``trl.trainer.utils.add_fused_lm_head``, and
+``GRPOTrainer._get_per_token_logps_and_entropies`` calls ``model(..., labels=labels,
+fused_lm_head=True)`` with every prompt and padding label set to -100 (``logits_to_keep`` =
+completion length): the backbone runs to its hidden states and the output layer runs in tiles
+(``trl.kernels.chunked_logprob``), never holding ``[tokens x vocab]`` logits. On CUDA/XPU with
+Triton only the completion positions are projected; elsewhere (CPU) every position is projected,
+tile by tile, to keep tile shapes fixed (a recompilation guard for devices like Neuron). On the
+CPU that makes GRPO several times slower than needed, so :func:`score_completions_only` (the one
+override, applied in ``_build_trainer``) lets TRL's forward take its compact path on the CPU
+too: the same rows through the same kernel, minus the prompt rows
+(tests/integration/test_grpo_logprobs.py checks log-probs, loss and gradients against TRL's own
+path; benchmarks/bench_grpo.py measures the three ways).
 """
 
 from __future__ import annotations
@@ -275,11 +290,35 @@ def _reward_log(config: GRPOConfig, out: Path) -> tuple[RewardLog, Path | None]:
     return log, resume_dir
 
 
+def score_completions_only() -> None:
+    """Make TRL's fused LM head project only scored (completion) positions on the CPU as well.
+
+    ``trl.trainer.utils.add_fused_lm_head``'s forward decides per call with
+    ``trl.trainer.utils._use_triton(device)`` whether to pass only the labelled rows
+    (``hidden_states[mask]``) to its chunked log-prob kernel; the kernel itself picks Triton or
+    its PyTorch tiles with its own copy of that function, so replacing the name in
+    ``trl.trainer.utils`` changes the row selection and nothing else. Idempotent; does nothing
+    when the TRL release lacks the name (the forward then keeps TRL's own choice)."""
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None or getattr(original, "medvl_override", False):
+        return
+
+    def compact(device: torch.device) -> bool:
+        return device.type == "cpu" or original(device)
+
+    compact.medvl_override = True  # type: ignore[attr-defined]
+    compact.__wrapped__ = original  # type: ignore[attr-defined]  # TRL's own, for tests
+    trl_utils._use_triton = compact
+
+
 def _build_trainer(config: GRPOConfig, model, processor, data: GRPOData, log, callbacks: list):
     """TRL's ``GRPOTrainer`` on the policy: LoRA (TRL wraps it) or the ``full_parts`` trained."""
     from trl import GRPOTrainer
 
     spec = detect_family(model)
+    score_completions_only()
     if config.tuning == "full":
         freeze_for_full(model, config, spec)
     return GRPOTrainer(
