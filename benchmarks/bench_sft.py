@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child import run_child  # benchmarks/child.py: this script runs from its folder
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/qwen2-vl-2b-instruct"
 
@@ -132,16 +132,7 @@ def side(name: str, model: Path, data: Path, batch: int, lr: float) -> dict:
             "--lr",
             str(lr),
         ]
-        done = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"{name} side failed:\n{done.stderr[-3000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return run_child(name, cmd)
 
 
 def main() -> None:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child import run_child  # benchmarks/child.py: this script runs from its folder
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/qwen2-vl-2b-instruct"
 REAL_VOCAB = 151_936
@@ -108,11 +108,7 @@ def side(impl: str, model: Path, data: Path, args: argparse.Namespace) -> dict:
         cmd = [sys.executable, __file__, "--side", impl, "--model", str(model)]
         cmd += ["--data", str(data), "--out", out, "--batch", str(args.batch)]
         cmd += ["--loss-average", args.loss_average] + (["--no-packing"] if args.no_packing else [])
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-        if done.returncode != 0:
-            raise SystemExit(f"{impl} side failed:\n{done.stderr[-3000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return run_child(impl, cmd)
 
 
 def main() -> None:
