@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: demo test lint format install install-dev clean
+.PHONY: demo test lint format install install-dev clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ demo: $(VENV)/.installed
 	$(BIN)/medvl run recipes/pipelines/demo.yaml
 
 test: $(VENV)/.installed-dev lint
+	@bash scripts/install_chromium.sh >/dev/null || echo "no chromium (not root?): browser tests skip"
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
@@ -40,6 +41,11 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Debian's chromium for the report screenshot check and browser tests (root; does nothing when
+# a chromium is already installed). `make test` runs the same script first.
+browser:
+	@bash scripts/install_chromium.sh >/dev/null
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -86,11 +86,12 @@ def prepare(work: Path, samples: int, size: str) -> dict:
 
 
 def peer_labels() -> None:
-    """Make medvl label and render like both peers (for the loss comparison only).
+    """Make medvl render like both peers (for the loss comparison only).
 
-    The peers also label the ``\n`` after the answer's ``<|im_end|>`` (their templates' suffix
-    is ``<|im_end|>\n``) and keep the ``\n`` between ``<image>`` and the question that the
-    records carry. medvl labels up to ``<|im_end|>`` and drops that newline.
+    The peers keep the ``\n`` between ``<image>`` and the question that LLaVA-style records
+    carry; medvl drops it, so a training prompt is the prompt its model is later asked through
+    content parts (an image part, then a text part) by ``medvl predict``, ``serve``, vLLM or any
+    OpenAI-style client. Both label the ``\n`` after the answer's ``<|im_end|>``.
     """
     import medvl.data.features as features
 
@@ -105,17 +106,7 @@ def peer_labels() -> None:
                     parts[i] = {"type": "text", "text": "\n" + parts[i]["text"]}
         return messages
 
-    def spans(processor, messages):
-        text = processor.apply_chat_template(messages, tokenize=False)
-        out = []
-        for index, message in enumerate(messages):
-            if message["role"] == "assistant":
-                prompt, upto = features._turn_prefixes(processor, messages, index, text)
-                out.append((len(prompt), len(upto)))  # keeps the "\n" after <|im_end|>
-        return text, out
-
     features.chat_messages = with_newline
-    features.FeatureBuilder.__init__.__defaults__ = (spans,)
 
 
 def medvl_side(

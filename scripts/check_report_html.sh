@@ -4,7 +4,8 @@
 #
 #   scripts/check_report_html.sh REPORT.html OUT.png [WIDTHxHEIGHT]
 #
-# Uses Debian's chromium (installed with apt-get when missing and running as root). The flags keep
+# Uses Debian's chromium; when missing and running as root, scripts/install_chromium.sh (also
+# `make browser`) installs it with apt-get after saying so on stderr. The flags keep
 # Chromium offline and stateless: a throwaway profile, no sync, no component updates, no QUIC.
 set -euo pipefail
 
@@ -17,15 +18,8 @@ out=$(realpath -m "$2")
 size=${3:-1200x2000}
 [[ -f "$report" ]] || { echo "$0: $report: no such file" >&2; exit 2; }
 
-browser=$(command -v chromium || command -v chromium-browser || true)
-if [[ -z "$browser" ]]; then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "$0: chromium is not installed; run: sudo apt-get install -y chromium" >&2
-    exit 2
-  fi
-  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-  browser=$(command -v chromium)
-fi
+# Installs chromium when missing (root), saying so on stderr first; same as `make browser`.
+browser=$(bash "$(dirname "$0")/install_chromium.sh")
 
 profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT

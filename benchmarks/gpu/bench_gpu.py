@@ -38,14 +38,31 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would flood bench.lo
 from measure import PEAK_TFLOPS, RUNNERS, Settings, build
 
 #: name -> (kind, settings); the parent runs them in this order while the budget lasts.
+#: ``long``: images at 448 x 448 (256 image tokens each, the size of a real VQA-RAD/SLAKE image
+#: under Qwen2-VL's default budget) instead of the phantom's small ones; ``gc``: gradient
+#: checkpointing (TRL's default, medvl's opt-in); ``liger``: False runs with MEDVL_LIGER=0.
 PLAN: list[tuple[str, str, dict[str, Any]]] = [
+    ("medvl_full_padded_gc", "medvl", {"stage": "full", "packing": False, "gc": True}),
+    ("medvl_full_long_gc", "medvl", {"stage": "full", "packing": False, "gc": True, "long": True}),
+    (
+        "medvl_full_long_gc_noliger",
+        "medvl",
+        {"stage": "full", "packing": False, "gc": True, "long": True, "liger": False},
+    ),
+    ("trl_full_long", "trl", {"lora": False, "long": True}),
+    ("medvl_full_long", "medvl", {"stage": "full", "packing": False, "long": True}),
+    ("medvl_full_packed_long", "medvl", {"stage": "full", "packing": True, "long": True}),
+    ("medvl_lora_long", "medvl", {"stage": "instruct", "packing": False, "long": True}),
+    ("trl_lora_long", "trl", {"lora": True, "long": True}),
+    (
+        "medvl_full_long_gc_b32",
+        "medvl",
+        {"stage": "full", "packing": False, "gc": True, "long": True, "batch": 32},
+    ),
     ("medvl_full_packed", "medvl", {"stage": "full", "packing": True}),
     ("trl_full", "trl", {"lora": False}),
-    ("medvl_lora_packed", "medvl", {"stage": "instruct", "packing": True}),
     ("medvl_full_padded", "medvl", {"stage": "full", "packing": False}),
     ("predict", "predict", {}),
-    ("trl_lora", "trl", {"lora": True}),
-    ("medvl_lora_padded", "medvl", {"stage": "instruct", "packing": False}),
 ]
 
 
@@ -63,6 +80,8 @@ def child(args: argparse.Namespace) -> None:
     settings = Settings(args.dry_run)
     built = json.loads((Path(args.work) / "built.json").read_text())
     kind, options = next((k, o) for n, k, o in PLAN if n == args.child)
+    if options.get("liger") is False:
+        os.environ["MEDVL_LIGER"] = "0"
     out = Path(args.work) / f"run_{args.child}"
     runner = RUNNERS[kind]
     runner(built, options, settings, out, result_file)

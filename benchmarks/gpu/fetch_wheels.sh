@@ -9,6 +9,10 @@
 #   pydicom 3.0.2, nibabel 5.4.2   medvl's image loading imports them during SFT data preparation
 #                   even for PNG records (seen in a dry run's sys.modules); nibabel needs only numpy,
 #                   packaging, typing-extensions (there).
+#   liger-kernel 0.8.5   the fused linear cross-entropy medvl's output layer uses on CUDA when it
+#                   is importable (needs torch and triton: both on the machine); MEDVL_LIGER=0
+#                   turns it off, which is how the benchmark compares the two paths.
+#   pytest 8.x      to run tests/integration/test_gpu.py there (with pluggy, iniconfig).
 # medvl's other pure-Python dependencies (fastapi, uvicorn, openai, nltk, rouge-score, ...) are
 # imported lazily and the benchmark never reaches them (checked the same way), so they stay here.
 set -euo pipefail
@@ -20,6 +24,7 @@ rm -rf .whl && mkdir -p .whl
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform any -d .whl \
   trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
-  pydicom==3.0.2 nibabel==5.4.2
+  pydicom==3.0.2 nibabel==5.4.2 liger-kernel==0.8.5 \
+  pytest==8.4.2 pluggy iniconfig pygments
 ls -l .whl
 du -sh .whl

@@ -27,6 +27,8 @@ QWEN2_VL_2B = dict(
     vision_intermediate=5120,
 )
 VOCAB = 151_936
+#: Pixels of a 448 x 448 image: 256 image tokens after Qwen2-VL's 2 x 2 merge ("long" runs).
+LONG_PIXELS = 448 * 448
 
 
 class Settings:
@@ -46,6 +48,14 @@ class Settings:
         self.predict_tokens = 16 if dry else 64
         self.predict_cap = 10.0 if dry else 25.0
         self.precision = "bf16" if self.cuda else "fp32"
+        self.long_pixels = 112 * 112 if dry else LONG_PIXELS
+
+
+def batch_of(options: dict, settings: Settings) -> int:
+    """The batch of one run: its own ``batch`` option (scaled down on a dry run) or the default."""
+    if "batch" not in options:
+        return settings.batch
+    return max(1, options["batch"] // 4) if settings.dry else options["batch"]
 
 
 # ---------------------------------------------------------------- model and data (child "build")
@@ -87,7 +97,9 @@ def build(work: Path, dry: bool) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- timing shared by SFT children
-def timing_callback(settings: Settings, result: dict[str, Any], result_file: Path) -> Any:
+def timing_callback(
+    settings: Settings, result: dict[str, Any], result_file: Path, batch: int | None = None
+) -> Any:
     """A TrainerCallback that counts tokens (forward pre-hook), times steps, stops at the cap
     and writes the result at train end (before the run's own final save)."""
     import torch
@@ -153,7 +165,9 @@ def timing_callback(settings: Settings, result: dict[str, Any], result_file: Pat
                 tokens_per_s=round(rate, 1),
                 labelled_tokens_per_s=round(labelled / seconds, 1) if labelled else None,
                 tokens_per_step=round(tokens / max(steps, 1), 1),
-                samples_per_s=round(steps * settings.batch / seconds, 2) if seconds else 0.0,
+                samples_per_s=round(steps * (batch or settings.batch) / seconds, 2)
+                if seconds
+                else 0.0,
                 flops_per_token=per_token,
                 mfu=round(per_token * rate / (PEAK_TFLOPS * 1e12), 4) if settings.cuda else None,
                 peak_memory_gib=peak_memory(settings),
@@ -184,7 +198,7 @@ def run_medvl(built: dict, options: dict, settings: Settings, out: Path, result_
         f"data.train={built['train']}",
         f"output_dir={out}",
         f"stage={options['stage']}",
-        f"batch_size={settings.batch}",
+        f"batch_size={batch_of(options, settings)}",
         "max_steps=100000",
         "learning_rate=1e-5",
         "warmup_ratio=0",
@@ -195,12 +209,16 @@ def run_medvl(built: dict, options: dict, settings: Settings, out: Path, result_
         f"packing={str(options['packing']).lower()}",
         "group_by_length=true",
         "data.max_length=4096",
+        f"gradient_checkpointing={str(options.get('gc', False)).lower()}",
     ]
+    if options.get("long"):
+        overrides.append(f"data.min_pixels={settings.long_pixels}")
     if options["stage"] == "full":
         overrides.append("unfreeze=[vision,merger,language,lm_head]")
-    result: dict[str, Any] = {"side": "medvl", **options, "batch": settings.batch}
+    batch = batch_of(options, settings)
+    result: dict[str, Any] = {"side": "medvl", **options, "batch": batch}
     config = load_config(SFTConfig, None, overrides)
-    run_sft(config, callbacks=[timing_callback(settings, result, result_file)])
+    run_sft(config, callbacks=[timing_callback(settings, result, result_file, batch)])
 
 
 def run_trl(built: dict, options: dict, settings: Settings, out: Path, result_file: Path):
@@ -215,6 +233,10 @@ def run_trl(built: dict, options: dict, settings: Settings, out: Path, result_fi
     train = Path(built["train"])
     dataset = to_trl(read_records(train), train.parent).select_columns(["messages", "images"])
     processor = AutoProcessor.from_pretrained(built["model"])
+    if options.get("long"):
+        from medvl.models.processing import set_pixel_budget
+
+        set_pixel_budget(processor, settings.long_pixels, None)
     dtype = torch.bfloat16 if settings.cuda else torch.float32
     net = AutoModelForImageTextToText.from_pretrained(
         built["model"], dtype=dtype, attn_implementation="sdpa"

@@ -16,6 +16,10 @@ torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() e
   python3 -m pip list 2>/dev/null | grep -iE \
     '^(transformers|peft|accelerate|trl|datasets|pyarrow|fsspec|huggingface.hub|tokenizers|dill|multiprocess) '
   python3 -c 'import trl, datasets; print("trl", trl.__version__, "datasets", datasets.__version__)'
+  if [[ -z "${SKIP_TESTS:-}" ]]; then  # the gpu tier of the test suite (Liger vs PyTorch included)
+    timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts= -m gpu \
+      tests/integration/test_gpu.py 2>&1 | tail -15
+  fi
   timeout 560 python3 benchmarks/gpu/bench_gpu.py --out "$OUT" --budget "${BUDGET:-430}" ${BENCH_ARGS:-}
   echo "bench exit $?"
   nvidia-smi --query-gpu=memory.used,clocks.sm --format=csv

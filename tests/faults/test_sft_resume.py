@@ -19,12 +19,18 @@ def test_resume_after_sigkill_equals_uninterrupted(
     model_dir = tiny_model_dirs("qwen2_vl")
     steps = ["max_steps=24", "save_steps=4"]
     full = tmp_path / "full"
-    subprocess.run(
+    done = subprocess.run(
         sft_command(model_dir, phantom_dir, full, *steps),
         check=True,
-        env=subprocess_env,
+        env={**subprocess_env, "MEDVL_PROGRESS_SECONDS": "0"},
         capture_output=True,
+        text=True,
     )
+    # stderr is a pipe, not a terminal: a plain progress line per step instead of tqdm's bar;
+    # the Trainer's log lines (stdout) carry the ETA
+    assert "train: 12/24 steps (50.0%), " in done.stderr and ", ETA " in done.stderr
+    assert "train: finished 24/24 steps in " in done.stderr
+    assert "'eta': " in done.stdout and "'progress': '24/24'" in done.stdout
     killed = tmp_path / "killed"
     process = subprocess.Popen(
         sft_command(model_dir, phantom_dir, killed, *steps),

@@ -57,3 +57,28 @@ def test_engine_generates_in_bf16_on_cuda(tiny_model_dirs, phantom_dir):
     assert [r.error for r in results] == [None] * 4
     assert [r.id for r in results] == [r.id for r in records]
     assert all(r.completion_tokens for r in results)
+
+
+def test_liger_output_layer_equals_the_pytorch_path(monkeypatch):
+    """Liger's fused linear cross-entropy (used on CUDA when installed) gives the loss and the
+    gradients of medvl's plain chunked path, in fp32 on the same rows."""
+    pytest.importorskip("liger_kernel.transformers", reason="liger_kernel is not installed")
+    from medvl.models.output_layer import _liger_applies, weighted_nll_sum
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(64, 5000, bias=False, device="cuda")
+    rows = torch.randn(300, 64, device="cuda")
+    targets = torch.randint(0, 5000, (300,), device="cuda")
+
+    def loss_and_grads(liger: str) -> tuple[torch.Tensor, ...]:
+        monkeypatch.setenv("MEDVL_LIGER", liger)
+        assert _liger_applies(rows, head) == (liger == "1")
+        x = rows.clone().requires_grad_(True)
+        head.weight.grad = None
+        loss = weighted_nll_sum(x, targets, head, chunk_rows=128)
+        loss.backward()
+        return loss.detach(), x.grad, head.weight.grad.clone()
+
+    fused, plain = loss_and_grads("1"), loss_and_grads("0")
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -228,6 +228,8 @@ def test_batched_run_scores_each_completion_against_its_own_prompt(
     assert resumed.metrics["train_runtime"] > 0
     history = json.loads((out / "history.json").read_text())
     assert history[: len(first)] == first and any(e["step"] == 3 for e in history)
+    assert [e["progress"] for e in history if "loss" in e] == ["1/2", "2/2", "3/3"]
+    assert all("eta" in e and e["steps_per_second"] > 0 for e in history if "loss" in e)
     assert json.loads((out / "manifest.json").read_text())["global_step"] == 3
     steps = [json.loads(line)["step"] for line in (out / "accuracy.jsonl").read_text().splitlines()]
     assert steps == [0, 1, 2] and [s for s, _, _ in resumed.accuracy_curve] == steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -92,6 +93,10 @@ def test_instruct_run_writes_a_loadable_adapter(tiny_model_dirs, phantom_dir, tm
         assert (out / name).is_file(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["data"]["train"]["sha256"] and manifest["versions"]["transformers"]
+    # every training log entry says how far it is and how long is left
+    logged = [e for e in json.loads((out / "history.json").read_text()) if "loss" in e]
+    assert [e["progress"] for e in logged] == ["1/3", "2/3", "3/3"]
+    assert all(e["steps_per_second"] > 0 and re.fullmatch(r"\d+:\d\d", e["eta"]) for e in logged)
     assert set(result.validation) >= {"overall", "closed_accuracy"}
     # the adapter holds LoRA weights and the fully trained merger; both changed from the base
     tensors = load_file(out / "adapter_model.safetensors")

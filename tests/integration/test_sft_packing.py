@@ -10,10 +10,10 @@ from medvl.data.record import Record
 from medvl.train.collate import PackingCollator, PaddingCollator, balance_rows
 
 
-def test_labels_cover_only_the_answer_and_im_end(tiny_model_dirs, sft_samples):
+def test_labels_cover_the_answer_im_end_and_its_newline(tiny_model_dirs, sft_samples):
     processor, samples = sft_samples(tiny_model_dirs("qwen2_vl"))
     decoded = processor.tokenizer.decode(samples[1].labels[samples[1].labels != IGNORE_INDEX])
-    assert decoded == "Two small nodules in the left lung. No effusion.<|im_end|>"
+    assert decoded == "Two small nodules in the left lung. No effusion.<|im_end|>\n"
     image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert (samples[0].labels[samples[0].input_ids == image_pad] == IGNORE_INDEX).all()
 
@@ -38,7 +38,7 @@ def test_multi_turn_masks_every_user_turn(tiny_model_dirs, tmp_path):
     )
     sample = FeatureBuilder(processor)(record, tmp_path)
     kept = processor.tokenizer.decode(sample.labels[sample.labels != IGNORE_INDEX])
-    assert kept == "yes<|im_end|>liver<|im_end|>"
+    assert kept == "yes<|im_end|>\nliver<|im_end|>\n"
 
 
 def summed_loss(model, batch):

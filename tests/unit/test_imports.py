@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "medvl.errors": 0,
     "medvl.fileio": 0,
     "medvl.provenance": 0,
+    "medvl.progress": 0,
     "medvl.config": 0,
     "medvl.data": 1,
     "medvl.models": 2,
@@ -32,6 +33,7 @@ LAYERS: dict[str, int] = {
     "medvl.train": 5,
     "medvl.pipeline": 6,
     "medvl": 7,
+    "medvl.ui": 7,
     "medvl.cli": 8,
 }
 

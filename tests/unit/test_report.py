@@ -315,7 +315,7 @@ def test_single_records_are_flagged(tmp_path):
         breakdown_keys=["modality"],
     )
     md = markdown(build_report([tmp_path / "r"], settings=BootstrapSettings(resamples=50)))
-    assert "| PET | 1 (1) ⚠ n=1 |" in md
+    assert "| PET | 1 (1) ⚠ n<10 |" in md and "⚠ n<10: fewer than 10 records" in md
 
 
 def test_cli_report_across_benchmarks(tmp_path, capsys):

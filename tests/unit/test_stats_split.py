@@ -203,7 +203,7 @@ def test_dataset_stats_counts_lengths_and_images(tmp_path):
         "distinct_images": 2,
         "missing_images": 1,
     }
-    assert stats["image_tokens"]["histogram"]["256-511"] == 1
+    assert stats["tokens"]["histogram"]["256-511"] == 1 and "image_tokens" not in stats
     with pytest.raises(ValueError, match="one count per record"):
         dataset_stats(records, token_counts=[1])
 

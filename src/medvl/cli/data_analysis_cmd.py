@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medvl.cli.select_args import add_selection_args, select_records
 from medvl.errors import ConfigError
 
 
@@ -75,6 +76,7 @@ def register(subs) -> None:
         help="write the splits even if the leakage check finds an image in two splits",
     )
     split.add_argument("--report", type=Path, help="write grouping and leakage counts as JSON")
+    add_selection_args(split)  # --sample shares --seed
     split.add_argument(
         "--no-group-by-image",
         action="store_true",
@@ -139,16 +141,26 @@ def run_stats(args: argparse.Namespace) -> int:
     from medvl.fileio import atomic_write_json
 
     records = read_records(args.file)
-    token_counts = None
+    token_counts = image_tokens = None
     if args.model:
+        from medvl.data.images import image_header
         from medvl.data.validate import validate_jsonl
         from medvl.models.processing import load_token_counter
 
         counter, _ = load_token_counter(args.model)
         result = validate_jsonl(args.file, counter=counter)
-        records = result.valid
+        records = [r for r in result.valid if r.id in result.token_lengths]
         token_counts = [result.token_lengths[r.id] for r in records]
-    stats = dataset_stats(records, args.file.parent, token_counts=token_counts)
+        image_tokens = [  # the same numbers the total counts: smart_resize of each header's size
+            sum(
+                counter.budget.image_tokens(header.width, header.height)
+                for header in map(image_header, r.image_paths(args.file.parent))
+            )
+            for r in records
+        ]
+    stats = dataset_stats(
+        records, args.file.parent, token_counts=token_counts, image_token_counts=image_tokens
+    )
     print(format_stats_table(stats))
     if args.out:
         atomic_write_json(args.out, stats)
@@ -191,7 +203,7 @@ def run_split(args: argparse.Namespace) -> int:
         raise ConfigError(f"--phash-distance must be in 0..256 bits, got {args.phash_distance}")
     hasher, base = ImageHasher(), args.file.parent
     result = split_dataset(
-        read_records(args.file),
+        select_records(args, read_records(args.file), args.file),
         fractions=parse_fractions(args.fractions),
         seed=args.seed,
         stratify_by=stratify,

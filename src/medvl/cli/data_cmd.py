@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medvl.cli import data_analysis_cmd
+from medvl.cli import data_analysis_cmd, data_export_cmd
+from medvl.cli.select_args import add_selection_args
 from medvl.errors import MedvlError
 
 
@@ -18,6 +19,7 @@ def register(groups) -> None:
     _register_validate(subs)
     _register_convert(subs)
     data_analysis_cmd.register(subs)
+    data_export_cmd.register(subs)
 
 
 def _register_convert(subs) -> None:
@@ -41,6 +43,7 @@ def _register_convert(subs) -> None:
         metavar="KEY=VALUE",
         help="format-specific option, e.g. dataset=my_set (repeatable)",
     )
+    add_selection_args(convert, seed="seed of --sample (default 0)")
     convert.set_defaults(func=run_convert)
     formats = subs.add_parser("formats", help="list the formats 'data convert' reads")
     formats.set_defaults(func=run_formats)
@@ -100,17 +103,23 @@ def run_phantom(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from medvl.config import apply_overrides
     from medvl.data.formats import convert
+    from medvl.progress import progress_for
 
     options = apply_overrides({}, args.option)
-    report = convert(
-        args.format,
-        args.input,
-        args.out,
-        image_root=args.image_root,
-        lang=args.lang,
-        split=args.split,
-        **options,
-    )
+    with progress_for("convert", args, unit="records read", rate_unit="rec") as progress:
+        report = convert(
+            args.format,
+            args.input,
+            args.out,
+            image_root=args.image_root,
+            lang=args.lang,
+            split=args.split,
+            where=args.where,
+            sample=args.sample,
+            seed=args.seed,
+            progress=progress,
+            **options,
+        )
     print(report.summary())
     lines = report.problem_lines()
     for line in lines[:50]:
@@ -137,6 +146,7 @@ def run_validate(args: argparse.Namespace) -> int:
     from medvl.data.validate import validate_jsonl
     from medvl.errors import ConfigError
     from medvl.fileio import atomic_write_json
+    from medvl.progress import progress_for
 
     if len(args.files) > 1 and (args.out_clean or args.report):
         raise ConfigError("--out-clean and --report take one input file; validate files one by one")
@@ -151,15 +161,17 @@ def run_validate(args: argparse.Namespace) -> int:
         )
     n_problems = 0
     for path in args.files:
-        result = validate_jsonl(
-            path,
-            counter=counter,
-            max_length=args.max_length,
-            decode_images=args.decode,
-            check_images=not args.no_images,
-            root=args.root,
-            workers=args.workers,
-        )
+        with progress_for(f"validate {path.name}", args, unit="images", rate_unit="img") as shown:
+            result = validate_jsonl(
+                path,
+                counter=counter,
+                max_length=args.max_length,
+                decode_images=args.decode,
+                check_images=not args.no_images,
+                root=args.root,
+                workers=args.workers,
+                progress=shown,
+            )
         report = result.report()
         report["settings"]["token_counts_exact"] = exact if counter else None
         n_problems += len(result.problems)

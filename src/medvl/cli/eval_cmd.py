@@ -7,9 +7,6 @@ Heavy imports happen inside the command functions, so ``medvl --help`` stays ins
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,8 @@ from medvl.cli.options import (
     generation_settings,
 )
 from medvl.cli.report_cmd import run_report
+from medvl.cli.select_args import add_selection_args
+from medvl.progress import progress_for
 
 #: Groups printed per breakdown key in the run summary (the rest are in metrics.json).
 SHOWN_GROUPS = 12
@@ -40,7 +39,21 @@ def register(groups) -> None:
     score = subs.add_parser("score", help="score a predictions JSONL against canonical records")
     score.add_argument("--data", type=Path, required=True, help="canonical .jsonl with answers")
     score.add_argument(
-        "--pred", type=Path, required=True, help="predictions .jsonl (id, prediction)"
+        "--pred",
+        type=Path,
+        required=True,
+        help="predictions .jsonl (id, prediction), or a .csv/.tsv/.xlsx table (VLMEvalKit's: "
+        "index, prediction)",
+    )
+    score.add_argument(
+        "--id-field",
+        help="the key/column holding each record's id (default: id, question_id; tables also "
+        "index)",
+    )
+    score.add_argument(
+        "--prediction-field",
+        help="the key/column holding the model's text (default: prediction, response, output, "
+        "text)",
     )
     score.add_argument("--out", type=Path, required=True, help="run folder to write")
     score.add_argument("--metrics", help="comma-separated metric names, or 'all' (default set)")
@@ -146,6 +159,7 @@ def _register_run(subs) -> None:
     add_remote_args(run)
     add_generation_args(run)
     add_judge_args(run)
+    add_selection_args(run)  # --sample shares the generation --seed
     run.set_defaults(func=run_bench, max_new_tokens=None)
 
 
@@ -205,6 +219,8 @@ def run_score(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         benchmark=get_benchmark(args.bench).name if args.bench else None,
         max_prediction_chars=_prediction_cap(args),
+        id_field=args.id_field,
+        prediction_field=args.prediction_field,
     )
     print(f"scored {result.metrics['counts']['records']} records of {args.data} with {args.pred}")
     _print_metrics(result.metrics)
@@ -273,8 +289,11 @@ def run_bench(args: argparse.Namespace) -> int:
         bootstrap=BootstrapSettings(resamples=args.resamples),
         protocol=args.protocol,
         max_prediction_chars=_prediction_cap(args),
+        where=args.where,
+        sample=args.sample,
+        seed=args.seed or 0,
     )
-    with _progress_bar() as progress:
+    with progress_for("eval", args, rate_unit="rec") as progress:
         result = run_benchmark(config, spec, progress=progress)
     _print_run(result.run, result.metrics)
     judge_run_folder(args, result.out, Path(result.run["data"]["scored_path"]))
@@ -293,6 +312,8 @@ def _print_run(run: dict[str, Any], body: dict[str, Any]) -> None:
         f"{run['bench']['name']}: {data['scored']} of {data['records']} records of "
         f"{data['path']} [{how}]"
     )
+    if data.get("selection"):
+        print(f"  {data['selection']['summary']}")
     model = run["model"]
     print(
         f"  model {model.get('model') or model['fingerprint'].get('model')} "
@@ -348,31 +369,10 @@ def run_perplexity(args: argparse.Namespace) -> int:
         limit=args.limit,
         breakdown=tuple(comma_list(args.breakdown)),
     )
-    with _progress_bar() as progress:
+    with progress_for("perplexity", args, rate_unit="rec") as progress:
         run = score(config, spec, progress=progress)
     _print_perplexity(run.body, args.data, run.path)
     return 0
-
-
-@contextlib.contextmanager
-def _progress_bar() -> Iterator[Callable[[int, int], None]]:
-    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr; the bar appears on
-    the first call, so a run with nothing to compute (all cached) shows none."""
-    from tqdm import tqdm
-
-    bars: list[Any] = []
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True))
-        bars[0].total, bars[0].n = total, done
-        bars[0].refresh()
-
-    try:
-        yield progress
-    finally:
-        for bar in bars:
-            bar.close()
 
 
 def _print_perplexity(body: dict[str, Any], data: Path, path: Path) -> None:

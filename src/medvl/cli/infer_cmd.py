@@ -19,6 +19,7 @@ from medvl.cli.options import (
     engine_spec,
     generation_settings,
 )
+from medvl.cli.select_args import add_selection_args, select_records, selection_of
 
 
 def register(groups) -> None:
@@ -57,38 +58,34 @@ def _register_predict(groups) -> None:
     add_model_args(parser, required=False)
     add_remote_args(parser)
     add_generation_args(parser)
+    add_selection_args(parser)  # --sample shares the generation --seed
     parser.set_defaults(func=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from medvl.fileio import check_writable_file
     from medvl.infer.predict import predict_file
+    from medvl.progress import progress_for
 
     settings = generation_settings(args)
     check_writable_file(args.out)  # before the model loads
+    records = _selected_records(args)  # before the model loads: an empty selection exits 2
+    progress = progress_for("predict", args, rate_unit="rec")  # a bad MEDVL_PROGRESS_SECONDS: now
     engine = _engine(args, batch_size=args.batch_size, workers=args.workers)
-    bar = tqdm(unit="rec", file=sys.stderr, disable=None, dynamic_ncols=True)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
     try:
-        summary = predict_file(
-            engine,
-            args.data,
-            args.out,
-            settings,
-            overwrite=args.overwrite,
-            retry_errors=not args.keep_errors,
-            limit=args.limit,
-            progress=progress,
-        )
+        with progress:
+            summary = predict_file(
+                engine,
+                args.data,
+                args.out,
+                settings,
+                records=records,
+                overwrite=args.overwrite,
+                retry_errors=not args.keep_errors,
+                limit=args.limit,
+                progress=progress,
+            )
     finally:
-        bar.close()
         engine.close()
     print(
         f"{summary.out}: {summary.written} predicted ({summary.errors} errors), "
@@ -96,6 +93,15 @@ def run_predict(args: argparse.Namespace) -> int:
         f"{summary.records_per_second:.2f} records/s"
     )
     return 0
+
+
+def _selected_records(args: argparse.Namespace) -> list[Any] | None:
+    """The records ``--where``/``--sample`` keep, or None (no selection: all of --data)."""
+    if selection_of(args) is None:
+        return None
+    from medvl.data.jsonl import read_records
+
+    return select_records(args, read_records(args.data), args.data)
 
 
 # ---------------------------------------------------------------- chat

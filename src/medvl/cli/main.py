@@ -14,8 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from medvl import __version__
-from medvl.cli import data_cmd, eval_cmd, infer_cmd, run_cmd, tiny_cmd, train_cmd
+from medvl.cli import data_cmd, eval_cmd, infer_cmd, run_cmd, tiny_cmd, train_cmd, ui_cmd
 from medvl.errors import MedvlError, filesystem_error
+
+QUIET_HELP = "no progress bar or progress lines (errors and results are still printed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"medvl {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     groups = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     groups.required = True
     data_cmd.register(groups)
@@ -34,7 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.register(groups)
     run_cmd.register(groups)
     tiny_cmd.register(groups)
+    ui_cmd.register(groups)
+    _accept_quiet_after_commands(groups)
     return parser
+
+
+def _accept_quiet_after_commands(groups: argparse._SubParsersAction) -> None:
+    """Let every command take ``--quiet`` after its name too (``medvl predict --quiet``).
+
+    The default is left unset (``SUPPRESS``) so a sub-command never overwrites the global
+    flag given before it."""
+    for sub in {id(p): p for p in groups.choices.values()}.values():
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            _accept_quiet_after_commands(action)
+        flags = [f for f in ("-q", "--quiet") if f not in sub._option_string_actions]
+        if not nested and "--quiet" in flags:
+            sub.add_argument(
+                *flags, action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

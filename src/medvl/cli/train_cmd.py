@@ -25,11 +25,12 @@ def register(groups) -> None:
 
 def run_sft_command(args: argparse.Namespace) -> int:
     from medvl.config import load_config
+    from medvl.progress import progress_for
     from medvl.train.sft import run_sft
     from medvl.train.sft_config import SFTConfig
 
     config = load_config(SFTConfig, args.recipe, args.overrides)
-    result = run_sft(config)
+    result = run_sft(config, progress=progress_for("train", args, unit="steps", rate_unit="step"))
     print(result.plan.describe())
     if result.dropped:
         print(f"dropped {len(result.dropped)} over-long record(s) (see the run log)")
@@ -61,12 +62,13 @@ def _register_grpo(subs) -> None:
 
 def run_grpo_command(args: argparse.Namespace) -> int:
     from medvl.config import load_config
+    from medvl.progress import progress_for
     from medvl.train.grpo_config import GRPOConfig
 
     config = load_config(GRPOConfig, args.recipe, args.overrides)  # checked before heavy imports
     from medvl.train.grpo import run_grpo
 
-    result = run_grpo(config)
+    result = run_grpo(config, progress=progress_for("train", args, unit="steps", rate_unit="step"))
     dropped = ", ".join(f"{n} {why}" for why, n in result.rejected.items())
     print(
         f"trained on {result.train_records} records in {result.seconds:.0f} s"

@@ -64,15 +64,23 @@ def _turn_prefixes(
 
 
 def assistant_spans(processor: Any, messages: list[dict[str, Any]]) -> tuple[str, list[tuple]]:
-    """The rendered text and the character spans of each assistant reply (+ its ``<|im_end|>``)."""
+    """The rendered text and the character spans of each assistant reply, its ``<|im_end|>``
+    and the one newline the template writes after it.
+
+    Labelling that newline is what Qwen's own fine-tuning code, LLaMA-Factory and ms-swift do
+    (their turn suffix is ``<|im_end|>\n``), so the same records give the same loss in medvl as
+    in those tools (``benchmarks/bench_sft_peers.py``). Generation stops at ``<|im_end|>``, so
+    the label changes what the loss averages over, not what the model says.
+    """
     text = processor.apply_chat_template(messages, tokenize=False)
     spans = []
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
         prompt, upto = _turn_prefixes(processor, messages, index, text)
-        end = upto.rstrip("\n")
-        spans.append((len(prompt), len(end)))
+        end = len(upto.rstrip("\n"))
+        end += upto.startswith("\n", end)  # at most one newline after the turn
+        spans.append((len(prompt), end))
     return text, spans
 
 

@@ -6,8 +6,16 @@ trained on one-word answers will answer in one word) and how many images each re
 
 Answer length counts words and characters of the gold answer text (the option text for multiple
 choice). "Words" are Latin/digit runs plus single CJK characters, so Chinese answers get a
-meaningful count too. Image-token counts come from a token counter elsewhere and are passed in
-as ``token_counts``.
+meaningful count too. Token counts come from a token counter elsewhere and are passed in:
+``token_counts`` is each record's whole sequence (chat template, text and image tokens), and
+``image_token_counts`` its image tokens; text tokens are the difference (the chat template and
+the ``<|vision_start|>``/``<|vision_end|>`` markers count as text).
+
+Modality and organ are read from the keys publishers use: ``meta.modality`` (SLAKE, phantom),
+else MedVLM-R1/HuatuoGPT's ``meta.subset`` (``"MR (Mag-netic Resonance Imaging)"`` -> ``MRI``,
+``"CT(Computed Tomography)"`` -> ``CT``, ``"X-Ray"`` -> ``X-ray``; other subsets as written),
+else OmniMedVQA's ``meta.modality_type``; organ from ``meta.organ``, else VQA-RAD's
+``meta.image_organ`` (HEAD/CHEST/ABD), else SLAKE's ``meta.location``.
 """
 
 from __future__ import annotations
@@ -29,7 +37,24 @@ logger = logging.getLogger(__name__)
 
 LENGTH_BINS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200)  # lower edges; last bin is open-ended
 TOKEN_BINS = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
-CATEGORIES = ("dataset", "split", "answer_type", "question_type", "modality", "lang")
+CATEGORIES = ("dataset", "split", "answer_type", "question_type", "modality", "organ", "lang")
+#: meta keys read for a derived category, first present wins.
+META_SOURCES = {
+    "modality": ("modality", "subset", "modality_type"),
+    "organ": ("organ", "image_organ", "location"),
+}
+#: (words in a lower-cased subset name, modality): MedVLM-R1's and HuatuoGPT's subset labels.
+SUBSET_MODALITIES = (
+    (("magnetic", "mri", "mr "), "MRI"),
+    (("computed tomography", "ct(", "ct "), "CT"),
+    (("x-ray", "xray", "x ray"), "X-ray"),
+)
+#: (stats key, title) of the token sections, in print order.
+TOKEN_SECTIONS = (
+    ("tokens", "tokens per record (text + image)"),
+    ("text_tokens", "text tokens per record"),
+    ("image_tokens", "image tokens per record"),
+)
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['.-][A-Za-z0-9]+)*|[\u3400-\u9fff]")
 UNKNOWN = "unknown"
 
@@ -71,9 +96,24 @@ def summarize(values: Sequence[int]) -> dict[str, float | int | None]:
     }
 
 
+def modality_of_subset(subset: str) -> str:
+    """MedVLM-R1/HuatuoGPT's subset label as a modality: ``"CT(Computed Tomography)"`` -> CT."""
+    text = f"{subset.strip().lower()} "
+    for words, modality in SUBSET_MODALITIES:
+        if text.startswith(words) or any(w in text for w in words if len(w) > 3):
+            return modality
+    return subset.strip()
+
+
 def _category(record: Record, name: str) -> str:
-    value = record.meta.get(name) if name == "modality" else getattr(record, name)
-    return str(value) if value not in (None, "") else UNKNOWN
+    if name not in META_SOURCES:
+        value = getattr(record, name)
+        return str(value) if value not in (None, "") else UNKNOWN
+    for key in META_SOURCES[name]:
+        value = record.meta.get(key)
+        if value not in (None, ""):
+            return modality_of_subset(str(value)) if key == "subset" else str(value)
+    return UNKNOWN
 
 
 def _image_stats(records: Sequence[Record], base_dir: str | Path | None) -> dict[str, Any]:
@@ -96,21 +136,27 @@ def dataset_stats(
     base_dir: str | Path | None = None,
     *,
     token_counts: Sequence[int] | None = None,
+    image_token_counts: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Counts and length distributions of ``records`` as a JSON-serialisable dict.
 
-    Keys: ``n_records``; ``counts`` (per :data:`CATEGORIES`; modality from ``meta["modality"]``,
-    missing values as "unknown"); ``answer_words``/``answer_chars`` (``histogram`` and
-    ``summary``); ``images`` (records per image count, distinct images and, when ``base_dir`` is
-    given, how many are missing on disk); ``image_tokens`` when ``token_counts`` (one per record)
-    is given.
+    Keys: ``n_records``; ``counts`` (per :data:`CATEGORIES`; modality and organ from the meta
+    keys of :data:`META_SOURCES`, missing values as "unknown"); ``answer_words``/``answer_chars``
+    (``histogram`` and ``summary``); ``images`` (records per image count, distinct images and,
+    when ``base_dir`` is given, how many are missing on disk); ``tokens`` (whole sequence) when
+    ``token_counts`` is given, ``image_tokens`` when ``image_token_counts`` is, and
+    ``text_tokens`` (the difference) when both are; one count per record each.
     """
     records = list(records)
-    if token_counts is not None and len(token_counts) != len(records):
-        raise ValueError(
-            f"token_counts has {len(token_counts)} values for {len(records)} records; "
-            "pass one count per record"
-        )
+    for name, counts in (
+        ("token_counts", token_counts),
+        ("image_token_counts", image_token_counts),
+    ):
+        if counts is not None and len(counts) != len(records):
+            raise ValueError(
+                f"{name} has {len(counts)} values for {len(records)} records; "
+                "pass one count per record"
+            )
     words = [count_words(answer_text(r)) for r in records]
     chars = [len(answer_text(r)) for r in records]
     stats: dict[str, Any] = {
@@ -123,12 +169,17 @@ def dataset_stats(
         "answer_chars": {"histogram": histogram(chars, LENGTH_BINS), "summary": summarize(chars)},
         "images": _image_stats(records, base_dir),
     }
+    columns: dict[str, list[int]] = {}
     if token_counts is not None:
-        tokens = [int(t) for t in token_counts]
-        stats["image_tokens"] = {
-            "histogram": histogram(tokens, TOKEN_BINS),
-            "summary": summarize(tokens),
-        }
+        columns["tokens"] = [int(t) for t in token_counts]
+    if image_token_counts is not None:
+        columns["image_tokens"] = [int(t) for t in image_token_counts]
+    if len(columns) == 2:
+        columns["text_tokens"] = [t - i for t, i in zip(*columns.values(), strict=True)]
+    for key, _ in TOKEN_SECTIONS:
+        if key in columns:
+            values = columns[key]
+            stats[key] = {"histogram": histogram(values, TOKEN_BINS), "summary": summarize(values)}
     return stats
 
 
@@ -150,7 +201,7 @@ def format_stats_table(stats: dict[str, Any]) -> str:
     for key, title in (
         ("answer_words", "answer length (words)"),
         ("answer_chars", "answer length (chars)"),
-        ("image_tokens", "image tokens per record"),
+        *TOKEN_SECTIONS,
     ):
         if key in stats:
             lines += _section(title, stats[key]["histogram"], total)
@@ -177,7 +228,7 @@ def plot_stats(stats: dict[str, Any], out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = {f"counts_{name}": counts for name, counts in stats["counts"].items()}
-    for key in ("answer_words", "answer_chars", "image_tokens"):
+    for key in ("answer_words", "answer_chars", *(k for k, _ in TOKEN_SECTIONS)):
         if key in stats:
             charts[key] = stats[key]["histogram"]
     charts["images_per_record"] = stats["images"]["images_per_record"]

@@ -10,8 +10,10 @@ image tokens. Valid records are kept; every problem gets a stable code and a one
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from medvl.data.images import ImageCheck, ImageHeader, inspect_image, record_ima
 from medvl.data.jsonl import check_jsonl
 from medvl.data.record import Record
 from medvl.data.tokens import TokenCounter
+from medvl.progress import ProgressFn
 
 #: Below this many images to decode, one process beats starting a pool (header reads never
 #: pay for one: they take ~0.05 ms each).
@@ -86,13 +89,23 @@ def _inspect(job: tuple[Path, bool]) -> tuple[ImageHeader | None, ImageCheck | N
     return inspect_image(job[0], decode=job[1])
 
 
-def _inspect_all(paths: list[Path], decode: bool, workers: int) -> dict[Path, tuple]:
+def _inspect_all(
+    paths: list[Path], decode: bool, workers: int, progress: ProgressFn | None = None
+) -> dict[Path, tuple]:
+    """Header (or full decode) of every image; ``progress(done, total)`` after each one."""
     jobs = [(path, decode) for path in paths]
-    if decode and workers > 1 and len(paths) >= _POOL_MIN_IMAGES:  # headers: a pool costs more
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_inspect, jobs, chunksize=256))
-    else:
-        results = [_inspect(job) for job in jobs]
+    results: list[tuple] = []
+    if progress is not None:
+        progress(0, len(jobs))
+    with contextlib.ExitStack() as stack:
+        inspected: Iterable[tuple] = map(_inspect, jobs)
+        if decode and workers > 1 and len(paths) >= _POOL_MIN_IMAGES:  # headers: a pool costs more
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
+            inspected = pool.map(_inspect, jobs, chunksize=256)
+        for result in inspected:
+            results.append(result)
+            if progress is not None:
+                progress(len(results), len(jobs))
     return dict(zip(paths, results, strict=True))
 
 
@@ -129,8 +142,12 @@ def validate_jsonl(
     check_images: bool = True,
     root: str | Path | None = None,
     workers: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> ValidationResult:
-    """Validate every record of ``path``; see the module docstring for the checks."""
+    """Validate every record of ``path``; see the module docstring for the checks.
+
+    ``progress(done, total)`` is called as the images are checked (the slow part: one file
+    read, or decode, per image), counting distinct images."""
     path = Path(path)
     allow_absolute = root is None  # without an explicit root, paths are read as written
     root = Path(root) if root is not None else path.parent
@@ -155,7 +172,14 @@ def validate_jsonl(
         else:
             candidates.append(record)
     sizes = _image_sizes(
-        candidates, path, (root, allow_absolute), check_images, decode_images, workers, result
+        candidates,
+        path,
+        (root, allow_absolute),
+        check_images,
+        decode_images,
+        workers,
+        result,
+        progress,
     )
     ok = [r for r in candidates if r.id in sizes]
     if counter is not None:
@@ -180,6 +204,7 @@ def _image_sizes(
     decode: bool,
     workers: int | None,
     result: ValidationResult,
+    progress: ProgressFn | None = None,
 ) -> dict[str, list[tuple]]:
     """Each usable record's image sizes; image problems go to ``result``."""
     resolved = {
@@ -187,7 +212,7 @@ def _image_sizes(
         for r in records
     }
     unique = sorted({p for items in resolved.values() for _, p, c in items if c is None})
-    info = _inspect_all(unique, decode, workers or os.cpu_count() or 1) if check else {}
+    info = _inspect_all(unique, decode, workers or os.cpu_count() or 1, progress) if check else {}
     sizes: dict[str, list[tuple]] = {}
     for record in records:
         record_sizes, bad = [], False

@@ -8,19 +8,31 @@ data: replacing bytes silently would score a text the model never wrote), not JS
 has no prediction text and no ``error`` saying why (``"error": null`` is no reason: an empty
 answer must be written as ``"prediction": ""``). A line whose prediction is null with an error
 message is a failed generation: it is scored, and counted as ``error``.
+
+Tables are read too: ``.csv``/``.tsv`` (csv module, header row) and ``.xlsx`` (openpyxl, first
+sheet), as VLMEvalKit writes them (``index, question, answer, prediction, ...``: ``index`` is
+an id column there). A row is named ``FILE:ROW`` (the header is row 1); an empty prediction cell
+is an empty answer. ``id_field``/``prediction_field`` name the columns (or JSON keys) of another
+tool's output instead of the default names.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from medvl.errors import RecordError
 from medvl.provenance import file_sha256
 
 ID_KEYS = ("id", "question_id")
 PREDICTION_KEYS = ("prediction", "response", "output", "text")
+TABLE_ID_KEYS = (*ID_KEYS, "index")  # VLMEvalKit's tables key rows by "index"
+TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
 
 
 @dataclass
@@ -36,13 +48,50 @@ class Predictions:
     n_lines: int = 0
 
 
-def read_prediction_texts(path: str | Path) -> Predictions:
-    """The first text per id of a predictions JSONL, and what was wrong with the file; raise
-    :class:`RecordError` naming ``FILE:LINE`` for a bad line."""
+def read_prediction_texts(
+    path: str | Path, *, id_field: str | None = None, prediction_field: str | None = None
+) -> Predictions:
+    """The first text per id of a predictions JSONL or table, and what was wrong with the file;
+    raise :class:`RecordError` naming ``FILE:LINE`` (``FILE:ROW``) for a bad line (row).
+
+    ``id_field``/``prediction_field``: the key holding the id / the model's text (default: the
+    first of :data:`ID_KEYS` / :data:`PREDICTION_KEYS` a row has; tables also ``index``)."""
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file; pass the predictions .jsonl (id + prediction)")
+    table = path.suffix.lower() in TABLE_SUFFIXES
+    keys = _Keys(
+        (id_field,) if id_field else TABLE_ID_KEYS if table else ID_KEYS,
+        (prediction_field,) if prediction_field else PREDICTION_KEYS,
+        named=bool(id_field or prediction_field),
+    )
     result = Predictions(path=path, sha256=file_sha256(path))
+    rows = _table_rows(path) if table else _jsonl_rows(path)
+    for lineno, row in rows:
+        record_id, text, error, model = _prediction_row(f"{path}:{lineno}", row, keys, table)
+        result.n_lines += 1
+        if model and model not in result.models:
+            result.models.append(model)
+        if record_id in result.texts:
+            result.duplicate_ids.append(record_id)
+            continue
+        result.texts[record_id] = text
+        if error:
+            result.errors[record_id] = error
+    return result
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Where a row keeps its id and its text; ``named``: the user named them (say so)."""
+
+    ids: tuple[str, ...]
+    texts: tuple[str, ...]
+    named: bool = False
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed value)`` of each non-blank line; a bad line is refused."""
     with path.open("rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
             if lineno == 1:
@@ -50,17 +99,58 @@ def read_prediction_texts(path: str | Path) -> Predictions:
             line = _decode(path, lineno, raw)
             if not line.strip():
                 continue
-            record_id, text, error, model = _prediction_line(path, lineno, line)
-            result.n_lines += 1
-            if model and model not in result.models:
-                result.models.append(model)
-            if record_id in result.texts:
-                result.duplicate_ids.append(record_id)
-                continue
-            result.texts[record_id] = text
-            if error:
-                result.errors[record_id] = error
-    return result
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordError(
+                    f"{path}:{lineno}: not valid JSON ({exc.msg}); one JSON object per line"
+                ) from None
+
+
+def _table_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(row number, {header: cell})`` of a CSV/TSV/xlsx table; the header is row 1."""
+    if path.suffix.lower() == ".xlsx":
+        yield from _xlsx_rows(path)
+        return
+    text = _decode(path, 1, path.read_bytes()).removeprefix("\ufeff")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # VLMEvalKit tables may carry base64 images
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        for row in reader:
+            if any(v not in (None, "") for v in row.values()):
+                yield reader.line_num, row
+    except csv.Error as exc:
+        raise RecordError(f"{path}: not a readable {delimiter!r}-separated table ({exc})") from None
+    finally:
+        csv.field_size_limit(old_limit)
+
+
+def _xlsx_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise RecordError(f"{path}: not a readable .xlsx workbook ({exc}); save it again") from None
+    try:
+        rows = book.worksheets[0].iter_rows(values_only=True)
+        header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
+        for number, cells in enumerate(rows, start=2):
+            if any(c not in (None, "") for c in cells):
+                yield number, dict(zip(header, cells, strict=False))
+    finally:
+        book.close()
+
+
+def _cell_text(value: Any) -> str:
+    """A table cell as text: ``7`` and ``7.0`` -> ``"7"`` (ids and short answers)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _decode(path: Path, lineno: int, raw: bytes) -> str:
@@ -74,32 +164,35 @@ def _decode(path: Path, lineno: int, raw: bytes) -> str:
         ) from None
 
 
-def _prediction_line(path: Path, lineno: int, line: str) -> tuple[str, str | None, str, str]:
-    """``(id, text, error, model)`` of one line; ``text`` is None for a failed generation."""
-    where = f"{path}:{lineno}"
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise RecordError(
-            f"{where}: not valid JSON ({exc.msg}); one JSON object per line"
-        ) from None
+def _prediction_row(
+    where: str, row: Any, keys: _Keys, table: bool
+) -> tuple[str, str | None, str, str]:
+    """``(id, text, error, model)`` of one row; ``text`` is None for a failed generation."""
     if not isinstance(row, dict):
         raise RecordError(f"{where}: expected a JSON object with 'id' and 'prediction'")
-    id_key = next((k for k in ID_KEYS if row.get(k) is not None), None)
+    found = ", ".join(sorted(map(str, row)))
+    id_key = next((k for k in keys.ids if row.get(k) not in (None, "")), None)
     if id_key is None:
-        raise RecordError(f"{where}: no 'id'; each line needs the id of its data record")
-    text_key = next((k for k in PREDICTION_KEYS if row.get(k) is not None), None)
+        fix = "pass --id-field NAME with the column that holds it" if not keys.named else ""
+        raise RecordError(
+            f"{where}: no {' or '.join(map(repr, keys.ids))}; each row needs the id of "
+            f"its data record; {fix or 'check the column name'} (found keys: {found})"
+        )
+    text_key = next((k for k in keys.texts if k in row and (table or row[k] is not None)), None)
     error = row.get("error") or ""
     if text_key is None and not error:
-        found = ", ".join(sorted(row))
         raise RecordError(
-            f"{where} (id {row[id_key]!r}): no prediction text and no error saying why; put the "
-            f"model output under 'prediction' (\"\" for an empty answer) (found keys: {found})"
+            f"{where} (id {row[id_key]!r}): no prediction text (under "
+            f"{' or '.join(map(repr, keys.texts))}) and no error saying why; put the model output "
+            f"under 'prediction' (\"\" for an empty answer) or pass --prediction-field NAME "
+            f"(found keys: {found})"
         )
     text = row.get(text_key) if text_key else None
-    if text is not None and not isinstance(text, str):
+    if table:
+        text = "" if text is None else _cell_text(text)
+    elif text is not None and not isinstance(text, str):
         raise RecordError(f"{where}: '{text_key}' must be a string, got {type(text).__name__}")
-    return str(row[id_key]), text, str(error), str(row.get("model") or "")
+    return _cell_text(row[id_key]), text, str(error), str(row.get("model") or "")
 
 
 def status_of(record_id: str, predictions: Predictions) -> tuple[str | None, str]:

@@ -15,6 +15,13 @@ several give a ``benchmarks`` report: the model x benchmark table
 (:mod:`medvl.eval.benchmark_table`) and one comparison per benchmark in ``comparisons``. Both
 carry the table and each run's protocol, which the outputs show next to every number.
 
+So that the report explains itself, each run also carries its ``identity`` (benchmark, data
+file and hash, protocol, prompt template, system prompt, generation settings, a readable model
+name and its fingerprint: :mod:`medvl.eval.report_identity`), and each comparison its
+per-category deltas against the baseline with paired intervals (``group_deltas``,
+:mod:`medvl.eval.report_deltas`) and a gallery of examples (:mod:`medvl.eval.report_gallery`).
+The metric ids are explained by :mod:`medvl.eval.glossary`.
+
 :func:`write_report` writes ``report.md``, ``report.json``, ``estimates.csv`` (every mean and
 interval, long format), ``tests.csv`` (every paired test), ``benchmarks.csv`` (the model x
 benchmark table, long format) and ``report.html`` (self-contained).
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,7 @@ from medvl.eval.benchmark_table import build_table, run_identity
 from medvl.eval.breakdown import ACCURACY, BootstrapSettings, row_value
 from medvl.eval.clusters import row_clusters
 from medvl.eval.compare import discordant_counts, holm, is_binary, mcnemar, paired_bootstrap
+from medvl.eval.report_deltas import group_deltas
 from medvl.eval.report_files import (  # re-exported: the report's public API
     REPORT_FILES,
     estimates_csv,
@@ -40,6 +48,8 @@ from medvl.eval.report_files import (  # re-exported: the report's public API
     tests_csv,
     write_report,
 )
+from medvl.eval.report_gallery import select_gallery
+from medvl.eval.report_identity import NOT_RECORDED, identity_block, read_first_prediction
 from medvl.eval.report_tables import comparisons, fmt, fmt_estimate, fmt_n, fmt_p
 from medvl.provenance import SCORING_PACKAGES, versions
 
@@ -63,14 +73,15 @@ __all__ = [
 
 @dataclass
 class Run:
-    """One scored run: its name, folder, ``metrics.json``, scores rows by id, and who it is
-    (``benchmark``, ``model``, ``protocol``)."""
+    """One scored run: its name, folder, ``metrics.json``, scores rows by id, who it is
+    (``benchmark``, ``model``, ``protocol``) and the facts of its identity block."""
 
     name: str
     path: Path
     metrics: dict[str, Any]
     rows: dict[str, dict[str, Any]]
     identity: dict[str, str]
+    facts: dict[str, str] = field(default_factory=dict)
 
     @property
     def protocol(self) -> str:
@@ -98,7 +109,13 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         raise MedvlError(f"{path}: broken JSON ({exc}); score the run again") from None
     name = name or path.name
     identity = run_identity(name, metrics, run_json, rows)
-    return Run(name, path, metrics, {row["id"]: row for row in rows}, identity)
+    settings = metrics.get("settings") or {}
+    facts = identity_block(
+        identity, metrics, run_json, read_first_prediction(settings.get("predictions"))
+    )
+    if not settings.get("model") and facts["model"] != NOT_RECORDED:
+        identity["model"] = facts["model"]  # readable, never a dict's repr
+    return Run(name, path, metrics, {row["id"]: row for row in rows}, identity, facts)
 
 
 def _read_run_json(path: Path) -> dict[str, Any] | None:
@@ -141,6 +158,7 @@ def build_report(
         raise MedvlError("give at least one run folder (two or more to compare)")
     paths = [Path(p) for p in paths]
     runs = [load_run(p, n) for p, n in zip(paths, run_names(paths, names), strict=True)]
+    _split_model_names(runs)
     base = _baseline(runs, baseline)
     groups: dict[str, list[Run]] = {}
     for run in runs:
@@ -178,12 +196,27 @@ def build_report(
     return report
 
 
+def _split_model_names(runs: list[Run]) -> None:
+    """Add the short fingerprint to readable model names that two different models share."""
+    prints: dict[str, set[str]] = {}
+    for run in runs:
+        prints.setdefault(run.identity["model"], set()).add(run.facts.get("model fingerprint", ""))
+    for run in runs:
+        fingerprint = run.facts.get("model fingerprint", NOT_RECORDED)
+        if len(prints[run.identity["model"]]) > 1 and fingerprint != NOT_RECORDED:
+            run.identity["model"] += f" ({fingerprint.split(':')[-1][:8]})"
+
+
 def _comparison(
     benchmark: str, runs: list[Run], base: Run, settings: BootstrapSettings
 ) -> dict[str, Any]:
     """The paired comparison of the runs of one benchmark against ``base``."""
     common = [i for i in base.rows if all(i in run.rows for run in runs)]
     metrics = _metric_order(runs)
+    headline = ACCURACY if ACCURACY in metrics else (metrics[0] if metrics else None)
+    breakdowns = _breakdowns(runs)
+    others = {r.name: r.rows for r in runs if r is not base}
+    rows = {r.name: r.rows for r in runs}
     return {
         "benchmark": benchmark,
         "run_names": [r.name for r in runs],
@@ -191,15 +224,21 @@ def _comparison(
         "baseline": base.name,
         "pairing": {"common_ids": len(common), "ids_per_run": {r.name: len(r.rows) for r in runs}},
         "metrics": metrics,
-        "headline": ACCURACY if ACCURACY in metrics else (metrics[0] if metrics else None),
+        "headline": headline,
         "overall": {
             m: {r.name: r.metrics.get("summary", {}).get(m) for r in runs} for m in metrics
         },
         "corpus": _corpus(runs),
-        "breakdowns": _breakdowns(runs),
+        "breakdowns": breakdowns,
         "tests": [
             t for r in runs if r is not base for t in _tests(base, r, common, metrics, settings)
         ],
+        "group_deltas": group_deltas(
+            base.rows, others, common, headline, list(breakdowns), settings
+        ),
+        "gallery": select_gallery(
+            base.name, rows, common, (base.metrics.get("settings") or {}).get("data")
+        ),
         "warnings": _warnings(runs, common),
     }
 
@@ -217,6 +256,8 @@ def _empty_comparison() -> dict[str, Any]:
         "overall": {},
         "corpus": {},
         "breakdowns": {},
+        "group_deltas": {},
+        "gallery": None,
     }
 
 
@@ -264,6 +305,7 @@ def _run_info(run: Run) -> dict[str, Any]:
         "predictions": settings.get("predictions"),
         "predictions_sha256": settings.get("predictions_sha256"),
         "models": settings.get("prediction_models", []),
+        "identity": run.facts,
         "counts": counts,
         "unparsed_rate": (run.metrics.get("unparsed") or {}).get("rate"),
     }

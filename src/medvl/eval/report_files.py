@@ -14,7 +14,7 @@ from typing import Any
 
 from medvl.eval.benchmark_table import table_csv
 from medvl.eval.report_html import render_html
-from medvl.eval.report_tables import comparisons, report_tables
+from medvl.eval.report_tables import SMALL_LEGEND, comparisons, report_tables
 from medvl.fileio import atomic_write_json, atomic_write_text
 
 REPORT_FILES = (
@@ -31,21 +31,24 @@ EXTRA = ("clusters", "p_bootstrap_holm", "significant", "p_mcnemar_holm", "proto
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables."""
-    lines = ["# medvl evaluation report", ""]
+    lines = ["# medvl evaluation report", "", SMALL_LEGEND, ""]
     for table in report_tables(report):
         lines += [f"## {table['title']}", ""]
         if table.get("note"):
             lines += [table["note"], ""]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table["header"]) + " |")
+        lines.append("| " + " | ".join(_md_cell(c) for c in table["header"]) + " |")
         lines.append("|" + "---|" * len(table["header"]))
-        lines += [
-            "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in table["rows"]
-        ]
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table["rows"]]
         lines.append("")
         if table.get("footer"):
             lines += [f"- {line}" for line in table["footer"]] + [""]
     lines += [f"- {w}" for w in report["warnings"]]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _md_cell(text: str) -> str:
+    """A Markdown table cell: pipes escaped, line breaks as ``<br>``."""
+    return text.replace("|", "\\|").replace("\n", "<br>")
 
 
 def estimates_csv(report: dict[str, Any]) -> str:

@@ -5,7 +5,9 @@ The tables come from :func:`medvl.eval.report_tables.report_tables` (shared with
 PNGs: overall means with their 95% intervals, the deltas against the baseline with
 paired-bootstrap intervals, and per-category bars of the headline metric. :func:`render_html`
 fills ``resources/report.html.jinja``: inline CSS, images as ``data:`` URIs, no external
-resource, so the file can be mailed or archived alone.
+resource, so the file can be mailed or archived alone. :func:`gallery_views` adds the gallery's
+thumbnails (small base64 JPEGs, :func:`medvl.eval.report_gallery.thumbnail`) at render time; the
+report dict keeps image paths only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import io
 from importlib import resources
 from typing import Any
 
-from medvl.eval.report_tables import comparisons, report_tables, scored_groups
+from medvl.eval.report_gallery import thumbnail
+from medvl.eval.report_tables import (
+    SMALL_LEGEND,
+    SMALL_MARK,
+    comparisons,
+    report_tables,
+    scored_groups,
+)
 
 MAX_GROUPS = 40  # categories drawn per breakdown plot (largest n first); the tables keep all
 _COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3")
@@ -150,7 +159,54 @@ def render_html(report: dict[str, Any]) -> str:
         summary=_summary(report),
         tables=report_tables(report),
         plots=report_plots(report),
+        galleries=gallery_views(report),
+        small_mark=SMALL_MARK,
+        small_legend=SMALL_LEGEND,
     )
+
+
+def gallery_views(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per comparison with a gallery: ``{title, rules, problem, sections}``; each section is
+    ``(heading, examples)`` and each example gains ``thumbs`` (``{src, why}`` per image)."""
+    cache: dict[str, tuple[str | None, str | None]] = {}
+    views = []
+    several = len(comparisons(report)) > 1
+    for c in comparisons(report):
+        gallery = c.get("gallery")
+        if not gallery:
+            continue
+        sections = []
+        if gallery["disagreements"]:
+            heading = f"Where the runs disagree (baseline {c['baseline']})"
+            sections.append((heading, _with_thumbs(gallery["disagreements"], cache)))
+        for run, examples in gallery["errors"].items():
+            if examples:
+                sections.append((f"Assertive errors of {run}", _with_thumbs(examples, cache)))
+        prefix = f"{c['benchmark']}: " if several else ""
+        views.append(
+            {
+                "title": f"{prefix}Examples",
+                "rules": gallery["rules"],
+                "problem": gallery["problem"],
+                "sections": sections,
+            }
+        )
+    return views
+
+
+def _with_thumbs(
+    examples: list[dict[str, Any]], cache: dict[str, tuple[str | None, str | None]]
+) -> list[dict[str, Any]]:
+    out = []
+    for example in examples:
+        thumbs = []
+        for path in example["images"]:
+            if path not in cache:
+                cache[path] = thumbnail(path)
+            src, why = cache[path]
+            thumbs.append({"src": src, "why": why})
+        out.append({**example, "thumbs": thumbs})
+    return out
 
 
 def _summary(report: dict[str, Any]) -> str:

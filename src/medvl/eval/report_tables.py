@@ -3,13 +3,26 @@
 :func:`report_tables` turns a report dict (:func:`medvl.eval.report.build_report`) into plain
 tables: the runs, the model x benchmark table (with the published numbers under the same protocol
 below it), then per benchmark the overall means, the tests against the baseline (raw and
-Holm-adjusted p), corpus metrics and breakdowns. Run columns are headed ``run · protocol``; ``n``
-columns read ``n (clusters)`` and flag single records. Every cell is a string.
+Holm-adjusted p), corpus metrics, breakdowns and per-category deltas against the baseline. The
+first table says what was compared (:mod:`medvl.eval.report_identity`), the last explains every
+metric id shown (:mod:`medvl.eval.glossary`). Run columns are headed ``run · protocol``; ``n``
+columns read ``n (clusters)`` and flag cells of fewer than :data:`SMALL_N` records. Every cell is a
+string.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from medvl.eval.glossary import UNKNOWN, lookup
+
+#: Cells with fewer records than this are flagged with :data:`SMALL_MARK`.
+SMALL_N = 10
+SMALL_MARK = f"⚠ n<{SMALL_N}"
+SMALL_LEGEND = (
+    f"{SMALL_MARK}: fewer than {SMALL_N} records in this cell; its interval is wide (none for "
+    "a single record), so read it as an anecdote, not an estimate"
+)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -25,12 +38,12 @@ def fmt_estimate(est: dict[str, Any] | None) -> str:
 
 
 def fmt_n(est: dict[str, Any] | None) -> str:
-    """``n (clusters)``, e.g. ``40 (12)``; a single record is flagged (it has no interval)."""
+    """``n (clusters)``, e.g. ``40 (12)``; fewer than :data:`SMALL_N` records are flagged."""
     if not est:
         return "0"
     clusters = est.get("clusters")
     text = str(est["n"]) if clusters is None else f"{est['n']} ({clusters})"
-    return f"{text} ⚠ n=1" if est["n"] == 1 else text
+    return f"{text} {SMALL_MARK}" if est["n"] < SMALL_N else text
 
 
 def fmt_p(p: float | None) -> str:
@@ -47,12 +60,61 @@ def comparisons(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def report_tables(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Tables as ``{title, note, header, rows, plot, footer}`` with every cell a string."""
-    tables = [_runs_table(report), _benchmark_table(report)]
+    tables = [identity_table(report), _runs_table(report), _benchmark_table(report)]
     several = len(comparisons(report)) > 1
     for i, comparison in enumerate(comparisons(report)):
         prefix = f"{comparison['benchmark']}: " if several else ""
         tables += _comparison_tables(comparison, prefix, f"{i}:")
+    tables.append(glossary_table(report))
     return tables
+
+
+def identity_table(report: dict[str, Any]) -> dict[str, Any]:
+    """What was compared: one row per fact (benchmark, data, prompt, settings, model), one
+    column per run."""
+    runs = report["runs"]
+    facts = list(dict.fromkeys(k for run in runs for k in run.get("identity") or {}))
+    rows = [
+        [fact, *((run.get("identity") or {}).get(fact, "not recorded") for run in runs)]
+        for fact in facts
+    ]
+    note = (
+        "from each run's run.json (medvl eval run), metrics.json settings and the first line of "
+        "its predictions file; 'not recorded' where none of them says"
+    )
+    return _table("What was compared", ["", *(r["name"] for r in runs)], rows, note)
+
+
+def shown_metrics(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(metric id, protocol)`` of every metric the report shows, in table order."""
+    shown: dict[tuple[str, str], None] = {}
+    for c in comparisons(report):
+        for table in ("overall", "corpus"):
+            for metric, per_run in c[table].items():
+                for run, value in per_run.items():
+                    if value is not None:
+                        shown[(metric, c["protocols"].get(run, "medvl"))] = None
+    return list(shown)
+
+
+def glossary_table(report: dict[str, Any]) -> dict[str, Any]:
+    """Every metric id shown, with the records it applies to and one sentence on it; an id
+    meaning something else under another tool's protocol gets a row per meaning."""
+    rows: dict[tuple[str, str | None], list[str]] = {}
+    for metric, protocol in shown_metrics(report):
+        entry = lookup(metric, protocol)
+        key = (metric, entry.protocol if entry else protocol)
+        if entry is None:
+            rows[key] = [metric, protocol, "?", UNKNOWN]
+        else:
+            rows[key] = [metric, entry.protocol or "medvl", entry.label, entry.text]
+    note = (
+        "what each metric id measures and how (medvl.eval.glossary); 'defined by' is the tool "
+        "whose rules give the id its meaning; every mean is over the records the metric applies "
+        "to, missing answers scored 0"
+    )
+    header = ["metric", "defined by", "applies to", "what it measures"]
+    return _table("Metric glossary", header, list(rows.values()), note)
 
 
 def _comparison_tables(c: dict[str, Any], prefix: str, plot: str) -> list[dict[str, Any]]:
@@ -75,7 +137,37 @@ def _comparison_tables(c: dict[str, Any], prefix: str, plot: str) -> list[dict[s
         note = f"{headline}, mean [95% CI]; every metric of every group is in estimates.csv"
         title = f"{prefix}By {key}"
         tables.append(_table(title, [key, "n (clusters)", *heads], rows, note, f"{plot}by:{key}"))
+    if c.get("group_deltas"):
+        tables.append(_group_delta_table(c, prefix))
     return tables
+
+
+def _group_delta_table(c: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Per breakdown key and group: n paired, the baseline mean, then per run
+    ``delta [95% CI]`` against the baseline."""
+    runs = [r for r in c["run_names"] if r != c["baseline"]]
+    rows = []
+    for key, groups in c["group_deltas"].items():
+        for group, per_run in groups.items():
+            first = next(iter(per_run.values()))
+            cells = [key, group, fmt_n(first), fmt(first["mean_baseline"])]
+            cells += [fmt_delta(per_run[r]) if r in per_run else "–" for r in runs]
+            rows.append(cells)
+    heads = [f"{r} − {c['baseline']} [95% CI]" for r in runs]
+    header = ["by", "group", "n paired (clusters)", f"{c['baseline']} mean", *heads]
+    note = (
+        f"{c['headline']}: run − baseline on the records of each group common to both "
+        "(grouped by the baseline's record), paired cluster bootstrap 95% CI; not corrected "
+        "for the number of groups: it says where a difference lies, not whether there is one"
+    )
+    return _table(f"{prefix}Deltas by category against {c['baseline']}", header, rows, note)
+
+
+def fmt_delta(t: dict[str, Any]) -> str:
+    """``+0.125 [-0.050, +0.300]`` for a paired test result."""
+    if t.get("delta") is None:
+        return "–"
+    return f"{t['delta']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
 
 
 def _run_head(c: dict[str, Any], run: str) -> str:
@@ -188,7 +280,7 @@ def _tests_table(c: dict[str, Any], prefix: str, plot: str) -> dict[str, Any]:
     rows = []
     for t in c["tests"]:
         mc = t["mcnemar"]
-        delta = f"{t['delta']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
+        delta = fmt_delta(t)
         cells = [t["metric"], t["run"], t["protocol"], fmt_n(t)]
         cells += [fmt(t["mean_baseline"]), fmt(t["mean_run"]), delta]
         cells += [fmt_p(t["p_value"]), fmt_p(t["p_holm"]), "yes" if t["significant"] else "no"]

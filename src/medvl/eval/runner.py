@@ -10,6 +10,7 @@ Layout of a run folder ``OUT``::
     predictions/<prompt>-<key>.json    the parts of that key, readable
     predictions.jsonl     this run's predictions: the cache lines of the scored records
     data.first-N.jsonl    the scored records when --limit N leaves some out
+    data.selected-N.jsonl the scored records when --where/--sample (and --limit) leave some out
     scores.jsonl, metrics.json         written by :func:`medvl.eval.scoring.score_files`
     run.json              resolved configuration, hashes, counts, timings, versions
 
@@ -42,6 +43,7 @@ from typing import Any
 from medvl.data.jsonl import read_records, write_records
 from medvl.data.paths import rebase_images
 from medvl.data.record import Record
+from medvl.data.select import Selected, Selection
 from medvl.errors import ConfigError, MedvlError
 from medvl.eval.benchmarks import CANONICAL, Benchmark, get_benchmark
 from medvl.eval.breakdown import BootstrapSettings
@@ -92,14 +94,26 @@ class RunConfig:
         default=DEFAULT_MAX_PREDICTION_CHARS,
         metadata={"help": "longer predictions are cut to their head for scoring; None: no cap"},
     )
+    where: str | None = field(
+        default=None, metadata={"help": "keep records matching this filter (medvl.data.select)"}
+    )
+    sample: int | None = field(
+        default=None, metadata={"help": "score N records drawn with seed (after where)"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of sample"})
 
     def __post_init__(self) -> None:
         check_prediction_cap(self.max_prediction_chars)
+        self.selection()  # refuse a bad --where or --sample before any model loads
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be a positive number of records, got {self.limit}")
         if Path(self.out).is_file():
             raise ConfigError(f"--out {self.out} is a file; pass a folder for the run")
         check_writable_dir(self.out)  # before any model loads
+
+    def selection(self) -> Selection:
+        """The ``where``/``sample`` selection of this run (inactive when neither is set)."""
+        return Selection(where=self.where, sample=self.sample, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -299,7 +313,9 @@ def run_benchmark(
         bench, config.data, out, image_root=config.image_root, reconvert=config.reconvert
     )
     records = read_records(data.path)
-    scored = records[: config.limit] if config.limit else records
+    selected = config.selection().apply(records)
+    chosen = selected.check(data.path)
+    scored = chosen[: config.limit] if config.limit else chosen
     check_gold(scored, data.path)
     prompted = [template.apply(record) for record in scored]
     step = _Prediction(out, template, settings, data, config.overwrite)
@@ -308,7 +324,8 @@ def run_benchmark(
     _write_run_predictions(step.path, [r.id for r in scored], predictions)
     scored_path = data.path
     if len(scored) < len(records):
-        scored_path = out / f"data.first-{len(scored)}.jsonl"
+        kind = "selected" if config.selection().active else "first"
+        scored_path = out / f"data.{kind}-{len(scored)}.jsonl"
         write_records(scored_path, rebase_images(scored, data.path.parent, out))
     extra = [k for k in config.breakdown if k not in bench.breakdown]
     result = score_files(
@@ -327,7 +344,10 @@ def run_benchmark(
         "started": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - start, 3),
         "bench": _bench_info(bench),
-        "data": _data_info(config, data, records, scored, scored_path),
+        "data": {
+            **_data_info(config, data, records, scored, scored_path),
+            "selection": _selection_info(config, selected),
+        },
         "model": _model_info(model, step),
         "prompt": {"name": template.name, "hash": template.digest(), **template.to_dict()},
         "generation": settings.to_dict(),
@@ -438,6 +458,20 @@ def _bench_info(bench: Benchmark) -> dict[str, Any]:
         "breakdown": list(bench.breakdown),
         "default_prompt": bench.prompt,
         "default_max_new_tokens": bench.max_new_tokens,
+    }
+
+
+def _selection_info(config: RunConfig, selected: Selected) -> dict[str, Any] | None:
+    """What ``where``/``sample`` kept, or None when neither was set."""
+    if not selected.selection.active:
+        return None
+    return {
+        "where": config.where,
+        "sample": config.sample,
+        "seed": config.seed if config.sample is not None else None,
+        "matched": selected.matched,
+        "kept": len(selected.records),
+        "summary": selected.summary(config.data),
     }
 
 

@@ -235,11 +235,16 @@ def predict_file(
     data: str | Path,
     out: str | Path,
     settings: GenerationSettings,
+    *,
+    records: Sequence[Record] | None = None,
     **kwargs: Any,
 ) -> PredictSummary:
-    """Predict the records of a canonical JSONL file (see :func:`predict_records`)."""
+    """Predict the records of a canonical JSONL file (see :func:`predict_records`).
+
+    ``records``: only these records of ``data`` (e.g. a ``--where``/``--sample`` selection);
+    default all of them. Their image paths resolve against the file's folder either way."""
     data = Path(data)
-    records = read_records(data)
+    records = read_records(data) if records is None else records
     if Path(out).resolve() == data.resolve():
         raise PredictionFileError(f"{out}: the output would overwrite the data file; pick --out")
     return predict_records(engine, records, data.parent, out, settings, **kwargs)

@@ -15,11 +15,13 @@ order differs), checked against the full-logits path in ``tests/integration/test
 On CUDA, when ``liger_kernel`` happens to be installed (an optional extra, not a medvl
 dependency), the unweighted sum uses Liger's fused linear cross-entropy, which does the same
 chunking in Triton kernels; everywhere else (CPU, weighted averages, a LoRA-wrapped or
-ZeRO-3-partitioned output layer) the plain PyTorch path runs.
+ZeRO-3-partitioned output layer) the plain PyTorch path runs. ``MEDVL_LIGER=0`` in the environment
+turns Liger off (to compare the two paths, or to rule Liger out when a loss looks wrong).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -151,6 +153,8 @@ def weighted_nll_sum(
 def _liger_applies(rows: torch.Tensor, head: nn.Module) -> bool:
     """Liger's kernel takes a plain weight: only a bare ``nn.Linear`` on CUDA, not partitioned."""
     if not rows.is_cuda or type(head) is not nn.Linear or hasattr(head.weight, "ds_id"):
+        return False
+    if os.environ.get("MEDVL_LIGER", "1") == "0":
         return False
     try:
         import liger_kernel.transformers  # noqa: F401  (optional, not a medvl dependency)

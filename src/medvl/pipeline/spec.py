@@ -12,6 +12,9 @@ A pipeline YAML::
         recipe: recipes/tiny/sft_align.yaml
         with: {model: "${base}", data.train: "${data}/train.jsonl"}
 
+Steps that take data (``convert``, ``split``, ``eval``) also take ``where: 'meta.subset ==
+"MRI"'``, ``sample: N`` and ``seed: S`` (see :mod:`medvl.data.select`; ``split`` shares its own
+``seed``).
 ``${NAME}`` is the output folder of the earlier step NAME (``${workdir}`` the pipeline's folder).
 Every step writes into ``<workdir>/<name>``. Command-line overrides ``STEP.KEY=VALUE`` set a key
 of that step's ``with`` (``stage2.learning_rate=1e-4``); ``workdir=...`` moves the whole run.

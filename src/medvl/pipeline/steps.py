@@ -15,6 +15,7 @@ from medvl.errors import ConfigError, MedvlError
 from medvl.pipeline.spec import Step
 
 if TYPE_CHECKING:
+    from medvl.data.select import Selection
     from medvl.infer.factory import EngineSpec
 
 
@@ -86,11 +87,11 @@ def run_split(step: Step) -> dict[str, Any]:
         split_dataset,
     )
 
-    _check_keys(step, {"file", "fractions", "seed", "stratify_by", "group_by"})
+    _check_keys(step, {"file", "fractions", "seed", "stratify_by", "group_by", *SELECT_KEYS})
     source = Path(_get(step, "file", kinds=str))
     hasher = ImageHasher()
     result = split_dataset(
-        read_records(source),
+        _selection(step).apply(read_records(source)).check(source, STEP_STYLE),
         fractions=_get(step, "fractions", None),
         seed=_get(step, "seed", 0, int),
         stratify_by=_get(step, "stratify_by", "answer_type"),
@@ -102,6 +103,24 @@ def run_split(step: Step) -> dict[str, Any]:
     for name, records in result.splits.items():
         write_records(step.out / f"{name}.jsonl", rebase_images(records, source.parent, None))
     return {name: len(records) for name, records in result.splits.items()}
+
+
+#: The record-selection keys of the steps that take data (see :mod:`medvl.data.select`).
+SELECT_KEYS = frozenset(["where", "sample", "seed"])
+STEP_STYLE = "{name}: {value}"  # how a step's own keys are named in messages
+
+
+def _selection(step: Step) -> Selection:
+    """The ``where``/``sample``/``seed`` keys of a step (``seed`` is shared with the step's own
+    seed where it has one, as ``data split``'s)."""
+    from medvl.data.select import Selection
+
+    return Selection(
+        where=_get(step, "where", None, (str, type(None))),
+        sample=_get(step, "sample", None, (int, type(None))),
+        seed=_get(step, "seed", 0, int),
+        label=f"step {step.name!r}: where:",
+    )
 
 
 def _training_overrides(step: Step) -> list[str]:
@@ -157,6 +176,7 @@ EVAL_KEYS = frozenset(
         "breakdown",
         "protocol",
         "bench",
+        *SELECT_KEYS,
     ]
 )
 
@@ -182,6 +202,9 @@ def run_eval(step: Step) -> dict[str, Any]:
         metrics=_names(step, "metrics") or None,
         breakdown=_names(step, "breakdown"),
         protocol=_get(step, "protocol", "medvl", str),
+        where=_get(step, "where", None, (str, type(None))),
+        sample=_get(step, "sample", None, (int, type(None))),
+        seed=_get(step, "seed", 0, int),
     )
     result = run_benchmark(config, _engine_spec(step))
     summary = result.metrics.get("summary", {})

@@ -1,4 +1,5 @@
-"""Training callbacks: throughput, readable history and plots, and a non-finite loss guard."""
+"""Training callbacks: throughput, progress and ETA, readable history and plots, and a
+non-finite loss guard."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from medvl.fileio import atomic_write_json
+from medvl.progress import Progress, estimate, format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,66 @@ class ThroughputCallback(TrainerCallback):
             logs["samples_per_second"] = round(self.samples / elapsed, 3)
             logs["tokens_per_second"] = round(self.tokens / elapsed, 1)
         return control
+
+
+class EtaCallback(TrainerCallback):
+    """Adds ``progress`` (steps done/total), ``steps_per_second``, ``elapsed`` and ``eta`` to
+    every log entry, so ``history.json`` and the console's log lines show how long is left.
+
+    The rate counts the steps of this call only (a resumed run's earlier steps took no time
+    here), timed from the start of training, so it includes the time spent saving and
+    validating. With a :class:`~medvl.progress.Progress` in ``lines`` mode (output is not a
+    terminal), the main process also writes a plain progress line every few seconds; on a
+    terminal the Trainer's own tqdm bar shows the steps.
+    """
+
+    def __init__(self, progress: Progress | None = None, clock=time.monotonic) -> None:
+        self.progress = progress if progress is not None and progress.mode == "lines" else None
+        self.clock = clock
+        self.started: float | None = None
+        self.start_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.start_step = self.clock(), state.global_step
+        self._report(state)
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._report(state)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and self.started is not None and state.max_steps:
+            logs.update(self.fields(state.global_step, state.max_steps))
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None and state.is_world_process_zero:
+            self.progress.close()
+        return control
+
+    def fields(self, step: int, max_steps: int) -> dict[str, Any]:
+        """The log fields at ``step`` of ``max_steps``, timed by the callback's clock."""
+        elapsed = self.clock() - self.started if self.started is not None else 0.0
+        rate, left = estimate(step, max_steps, elapsed, self.start_step)
+        fields: dict[str, Any] = {"progress": f"{step}/{max_steps}"}
+        if rate is not None:
+            fields["steps_per_second"] = round(rate, 4)
+        fields["elapsed"] = format_duration(elapsed)
+        if left is not None:
+            fields["eta"] = format_duration(left)
+        return fields
+
+    def _report(self, state) -> None:
+        if self.progress is not None and state.is_world_process_zero:
+            self.progress.update(state.global_step, state.max_steps or None)
+
+
+def draws_bar(progress: Progress | None) -> bool:
+    """Whether the Trainer should draw its tqdm bar: yes without a :class:`Progress` (library
+    use, as before) or with one drawing bars (a terminal); no when quiet or when the output is
+    a file or job log (the bar's carriage returns would fill it; plain lines replace it)."""
+    return progress is None or progress.mode == "bar"
 
 
 class HistoryCallback(TrainerCallback):

@@ -45,8 +45,9 @@ from transformers.integrations import TensorBoardCallback
 from medvl.errors import ConfigError
 from medvl.models.loading import dtype_name, training_dtype
 from medvl.models.registry import FamilySpec, detect_family, lora_target_regex, part_of
+from medvl.progress import Progress
 from medvl.train.arguments import explicit_warmup, training_arguments
-from medvl.train.callbacks import HistoryCallback, check_finite
+from medvl.train.callbacks import EtaCallback, HistoryCallback, check_finite, draws_bar
 from medvl.train.checkpoints import (
     CompleteCheckpointCallback,
     checkpoint_step,
@@ -157,12 +158,13 @@ def freeze_for_full(model: torch.nn.Module, config: GRPOConfig, spec: FamilySpec
     return trainable
 
 
-def trl_args(config: GRPOConfig):
-    """TRL's ``GRPOConfig`` with every value medvl cares about set explicitly."""
+def trl_args(config: GRPOConfig, *, tqdm: bool = True):
+    """TRL's ``GRPOConfig`` with every value medvl cares about set explicitly (``tqdm``: whether
+    the Trainer draws its progress bar)."""
     from trl import GRPOConfig as TRLConfig
 
     # TensorBoard is added as a callback after the None filter (see _build_trainer)
-    shared = training_arguments(config, report_to="none")
+    shared = training_arguments(config, report_to="none", disable_tqdm=not tqdm)
     return TRLConfig(**shared, **_grpo_kwargs(config), **_vllm_kwargs(config))
 
 
@@ -247,8 +249,13 @@ class FiniteLossCallback(HistoryCallback):
         return super().on_log(args, state, control, logs=logs, **kwargs)
 
 
-def run_grpo(config: GRPOConfig, *, callbacks: list | None = None) -> GRPOResult:
-    """Run GRPO end to end and write the run folder (adapter or model, samples, manifest)."""
+def run_grpo(
+    config: GRPOConfig, *, callbacks: list | None = None, progress: Progress | None = None
+) -> GRPOResult:
+    """Run GRPO end to end and write the run folder (adapter or model, samples, manifest).
+
+    ``progress`` (the CLI's) decides how steps are shown, as in :func:`medvl.train.sft.run_sft`.
+    """
     started = time.perf_counter()
     check_trl()
     check_vllm(config)
@@ -259,7 +266,8 @@ def run_grpo(config: GRPOConfig, *, callbacks: list | None = None) -> GRPOResult
     data = prepare_data(config, processor, skip=bad_images)
     log, resume_dir = _reward_log(config, out)
     trainer = explicit_warmup(
-        _build_trainer(config, model, processor, data, log, callbacks or []), config.warmup_ratio
+        _build_trainer(config, model, processor, data, log, callbacks or [], progress),
+        config.warmup_ratio,
     )
     output = trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
     for callback in trainer.callback_handler.callbacks:
@@ -313,7 +321,15 @@ def score_completions_only() -> None:
     trl_utils._use_triton = compact
 
 
-def _build_trainer(config: GRPOConfig, model, processor, data: GRPOData, log, callbacks: list):
+def _build_trainer(
+    config: GRPOConfig,
+    model,
+    processor,
+    data: GRPOData,
+    log,
+    callbacks: list,
+    progress: Progress | None = None,
+):
     """TRL's ``GRPOTrainer`` on the policy: LoRA (TRL wraps it) or the ``full_parts`` trained."""
     from trl import GRPOTrainer
 
@@ -324,7 +340,7 @@ def _build_trainer(config: GRPOConfig, model, processor, data: GRPOData, log, ca
     return GRPOTrainer(
         model=model,
         reward_funcs=build_rewards(config, log),
-        args=trl_args(config),
+        args=trl_args(config, tqdm=draws_bar(progress)),
         train_dataset=data.dataset,
         processing_class=processor,
         peft_config=lora_config(config, spec) if config.tuning == "lora" else None,
@@ -332,6 +348,7 @@ def _build_trainer(config: GRPOConfig, model, processor, data: GRPOData, log, ca
             DropUnscoredMetrics(),
             TensorBoardCallback(),
             CompleteCheckpointCallback(),
+            EtaCallback(progress),  # before the history, so history.json holds the ETA
             FiniteLossCallback(Path(config.output_dir)),
             *callbacks,
         ],

@@ -26,8 +26,14 @@ from medvl.fileio import atomic_write_json
 from medvl.models.loading import dtype_name, training_dtype
 from medvl.models.processing import set_pixel_budget
 from medvl.models.registry import FamilySpec, detect_family
+from medvl.progress import Progress
 from medvl.train.arguments import explicit_warmup, training_arguments
-from medvl.train.callbacks import HistoryCallback, ThroughputCallback
+from medvl.train.callbacks import (
+    EtaCallback,
+    HistoryCallback,
+    ThroughputCallback,
+    draws_bar,
+)
 from medvl.train.checkpoints import CompleteCheckpointCallback, resume_checkpoint
 from medvl.train.collate import PackingCollator, PaddingCollator
 from medvl.train.freeze import TrainablePlan, apply_plan
@@ -127,8 +133,13 @@ def _save_merged_base(start: StartModel, folder: Path) -> None:
     logger.info("starting weights (%s merged) saved to %s", start.merged_from, folder)
 
 
-def run_sft(config: SFTConfig, *, callbacks: list | None = None) -> SFTResult:
-    """Run one SFT stage end to end and write the run folder."""
+def run_sft(
+    config: SFTConfig, *, callbacks: list | None = None, progress: Progress | None = None
+) -> SFTResult:
+    """Run one SFT stage end to end and write the run folder.
+
+    ``progress`` (the CLI's) decides how steps are shown: the Trainer's tqdm bar on a
+    terminal, plain lines otherwise, nothing when quiet; without one the bar is drawn."""
     started = time.perf_counter()
     out = check_output_dir(config.output_dir)  # before the model loads: fail in seconds
     bad_images = screen_training_data(config.data.train, config.data.on_bad_image)
@@ -145,8 +156,11 @@ def run_sft(config: SFTConfig, *, callbacks: list | None = None) -> SFTResult:
     resume_dir = resume_checkpoint(out, config.resume)
     history = HistoryCallback(out)
     validator = _validator(config, processor, history)
-    extra = [history, *([validator] if validator else []), *(callbacks or [])]
-    trainer = _build_trainer(config, model, processor, spec, records, lengths, extra)
+    eta = EtaCallback(progress)
+    extra = [eta, history, *([validator] if validator else []), *(callbacks or [])]
+    trainer = _build_trainer(
+        config, model, processor, spec, records, lengths, extra, tqdm=draws_bar(progress)
+    )
     explicit_warmup(trainer, config.warmup_ratio)
     trainer.sft_state.last_checkpoint = str(resume_dir) if resume_dir else None
     output = trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
@@ -175,8 +189,17 @@ def _validator(config: SFTConfig, processor, history) -> GenerationValidationCal
 
 
 def _build_trainer(
-    config: SFTConfig, model, processor, spec: FamilySpec, records, lengths, callbacks
+    config: SFTConfig,
+    model,
+    processor,
+    spec: FamilySpec,
+    records,
+    lengths,
+    callbacks,
+    *,
+    tqdm: bool = True,
 ) -> MedvlSFTTrainer:
+    _warn_if_packing_is_slower(config)
     pad_id = processor.tokenizer.pad_token_id or 0
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     collator = (
@@ -193,7 +216,7 @@ def _build_trainer(
         report_to=["tensorboard"],
         dataloader_num_workers=config.dataloader_workers,
         fsdp=config.fsdp or "",
-        disable_tqdm=False,
+        disable_tqdm=not tqdm,
     )
     return MedvlSFTTrainer(
         model=model,
@@ -203,6 +226,21 @@ def _build_trainer(
         callbacks=[throughput, CompleteCheckpointCallback(), *(callbacks or [])],
         state=SFTRunState(config, spec, throughput, lengths=lengths),
     )
+
+
+def _warn_if_packing_is_slower(config: SFTConfig) -> None:
+    """Packing on CUDA without flash-attention runs attention with an explicit block-diagonal
+    mask: measured 0.8x padding's samples/s on an H200 for near-equal-length samples
+    (benchmarks/README.md, "GPU"). Say so; the run goes on as configured."""
+    slow = config.attn_implementation != "flash_attention_2"
+    if config.packing and slow and torch.cuda.is_available():
+        logger.warning(
+            "packing=true with attn_implementation=%s on CUDA: packed rows need a "
+            "block-diagonal attention mask, measured slower than padding for samples of "
+            "similar length; use attn_implementation=flash_attention_2 (flash-attn "
+            "installed) or packing=false",
+            config.attn_implementation,
+        )
 
 
 def _save_outputs(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import shlex
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,9 @@ from medvl.data.formats.vqa_export import read_pathvqa, read_vqa_export
 from medvl.data.formats.vqa_rad import read_vqa_rad
 from medvl.data.jsonl import write_records
 from medvl.data.record import Record
+from medvl.data.select import Selection, Where, parse_where, sample_records
 from medvl.errors import ConfigError, MedvlError, UnknownNameError
+from medvl.progress import ProgressFn
 
 logger = logging.getLogger(__name__)
 Reader = Callable[[ReadContext], Iterable[Candidate | Skipped]]
@@ -158,24 +161,50 @@ def convert(
     image_root: Path | None = None,
     lang: str | None = None,
     split: str | None = None,
+    where: str | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
     **options: Any,
 ) -> ConvertReport:
     """Read ``input`` in ``format`` and write canonical JSONL to ``out`` (atomically).
 
     ``image_root`` is where relative image paths are looked up (default: the input's folder);
     ``lang`` and ``split`` keep only the records whose language / split (as the source records
-    it, see the module docstring) is that one. ``options`` are format-specific (see
-    :data:`FORMATS`), plus ``image_out_dir`` for formats that carry images inline. When no
-    record is kept, ``out`` is left as it was; check :meth:`ConvertReport.failure`.
+    it, see the module docstring) is that one. ``where`` keeps the records matching a filter
+    expression and ``sample`` draws that many of the rest with ``seed`` (see
+    :mod:`medvl.data.select`). ``options`` are format-specific (see :data:`FORMATS`), plus
+    ``image_out_dir`` for formats that carry images inline. When no record is kept, ``out`` is
+    left as it was; check :meth:`ConvertReport.failure`. ``progress(done, None)`` is called
+    for each source record read (the total is not known in advance).
     """
     spec = get_format(format)
+    Selection(where=where, sample=sample, seed=seed)  # refuse a bad expression or size first
     ctx = _context(spec, Path(input), Path(out), image_root, lang, split, options)
     report = ConvertReport(format=spec.name, input=ctx.input, out=Path(out))
     report.wanted = {k: v for k, v in (("lang", ctx.lang), ("split", ctx.split)) if v}
+    if where is not None:
+        report.wanted["where"] = shlex.quote(where)
+    items = _counted(spec.read(ctx), progress)
+    records = _accepted(items, ctx, report, parse_where(where) if where else None)
+    if sample is not None:
+        report.wanted.update(sample=str(sample), seed=str(seed))
+        matched = list(records)
+        drawn = sample_records(matched, sample, seed)
+        report.sampled_out = len(matched) - len(drawn)
+        records = iter(drawn)
     with contextlib.suppress(_NothingKept):
-        report.written = write_records(out, _kept(_accepted(spec.read(ctx), ctx, report)))
+        report.written = write_records(out, _kept(records))
     logger.info(report.summary())
     return report
+
+
+def _counted(items: Iterable[Any], progress: ProgressFn | None) -> Iterator[Any]:
+    """``items``, calling ``progress(n, None)`` as the n-th is read (the total is unknown)."""
+    for n, item in enumerate(items, 1):
+        if progress is not None:
+            progress(n, None)
+        yield item
 
 
 class _NothingKept(Exception):
@@ -225,12 +254,16 @@ def _context(
 
 
 def _accepted(
-    items: Iterable[Candidate | Skipped], ctx: ReadContext, report: ConvertReport
+    items: Iterable[Candidate | Skipped],
+    ctx: ReadContext,
+    report: ConvertReport,
+    where: Where | None = None,
 ) -> Iterator[Record]:
     """Build, filter and de-duplicate the reader's candidates, reporting every skip.
 
     The filters look at the candidate's language and split when the reader knows them up front
-    (no image is looked up for a record that is filtered out), else at the built record's."""
+    (no image is looked up for a record that is filtered out), else at the built record's;
+    ``where`` looks at the built record."""
     seen: set[str] = set()
     for item in items:
         report.read += 1
@@ -245,6 +278,9 @@ def _accepted(
             report.skip(item.key, _reason(exc))
             continue
         if _filtered(record.lang, record.split, ctx, report):
+            continue
+        if where is not None and not where(record):
+            report.remove("where", where.values(record))
             continue
         if record.id in seen:
             record.id = _unique(record.id, seen)

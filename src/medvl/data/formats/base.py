@@ -20,6 +20,7 @@ from typing import Any
 
 from medvl.data.paths import output_path
 from medvl.data.record import IMAGE_PLACEHOLDER, Message, Record
+from medvl.data.select import removal_line
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ _SPLIT_WORDS = {
     "validationset": "validation",
     "devset": "validation",
 }
-FILTERS = ("lang", "split")
+FILTERS = ("lang", "split", "where")
 
 
 class SkipRecord(ValueError):
@@ -78,7 +79,9 @@ class Candidate:
 
 @dataclass
 class ConvertReport:
-    """Counts and per-record reasons of one conversion; ``read = written + skipped + filtered``.
+    """Counts and per-record reasons of one conversion;
+    ``read = written + skipped + filtered + sampled_out`` (``sampled_out``: left out by
+    ``sample``, see :mod:`medvl.data.select`).
 
     ``removed`` holds, per filter, the values of the records it removed (``removed["split"] ==
     {"train": 451}``), so that an empty result can say which filter removed what. ``wanted``
@@ -91,6 +94,7 @@ class ConvertReport:
     read: int = 0
     written: int = 0
     renamed: int = 0
+    sampled_out: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
     wanted: dict[str, str] = field(default_factory=dict)
     removed: dict[str, Counter] = field(default_factory=lambda: {f: Counter() for f in FILTERS})
@@ -103,12 +107,17 @@ class ConvertReport:
 
     @property
     def filtered_by(self) -> dict[str, int]:
-        """How many records each filter removed: ``{"lang": 40, "split": 0}``."""
-        return {name: sum(values.values()) for name, values in self.removed.items()}
+        """How many records each filter removed: ``{"lang": 40, "split": 0}`` (``where`` only
+        when that filter was given)."""
+        return {
+            name: sum(values.values())
+            for name, values in self.removed.items()
+            if name != "where" or "where" in self.wanted
+        }
 
     @property
     def filtered(self) -> int:
-        """Records left out by the ``lang``/``split`` filters, all together."""
+        """Records left out by the ``lang``/``split``/``where`` filters, all together."""
         return sum(self.filtered_by.values())
 
     def skip(self, key: str, reason: str, *, truncated: bool = False) -> None:
@@ -131,9 +140,16 @@ class ConvertReport:
         )
         if self.filtered:  # worded for flags and for a benchmark's own filters alike
             by = ", ".join(
-                f"{n} not {f}={self.wanted.get(f, '?')}" for f, n in self.filtered_by.items() if n
+                f"{n} not matching {self.flag(f)}" if f == "where" else f"{n} not {f}={v}"
+                for f, n in self.filtered_by.items()
+                if n and (v := self.wanted.get(f, "?"))
             )
             text += f", filtered out {self.filtered} ({by})"
+        if self.sampled_out:
+            text += (
+                f", sampled {self.written} of {self.written + self.sampled_out} "
+                f"(--sample {self.wanted.get('sample')} --seed {self.wanted.get('seed')})"
+            )
         if self.renamed:
             text += f", renamed {self.renamed} duplicate id(s)"
         return text
@@ -147,17 +163,10 @@ class ConvertReport:
         split=train; --split test removed them``. Filters that removed nothing are not named."""
         lines = []
         for name in FILTERS:
-            removed = self.filtered_by[name]
-            if not removed:
+            if not self.filtered_by.get(name):
                 continue
-            held = ", ".join(f"{n} {name}={v}" for v, n in sorted(self.removed[name].items()))
-            flag = self.flag(name, style)
-            if removed == self.read:
-                held = held if len(self.removed[name]) > 1 else held.split(" ", 1)[1]
-                every = f"all {removed} records are" if removed > 1 else "its one record is"
-                lines.append(f"{every} {held}; {flag} removed {'them' if removed > 1 else 'it'}")
-            else:
-                lines.append(f"{flag} removed {removed} records ({held})")
+            label = str if name == "where" else f"{name}={{}}".format  # where: "meta.subset=CT"
+            lines.append(removal_line(self.flag(name, style), self.removed[name], self.read, label))
         return lines
 
     def failure(self, style: str = "--{name} {value}") -> str | None:

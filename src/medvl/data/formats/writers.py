@@ -7,7 +7,9 @@
   ``llava`` reader reads back, so canonical -> LLaVA -> canonical keeps them.
 * :func:`to_sharegpt`: LLaMA-Factory sharegpt JSON with OpenAI-style tags, plus the
   ``dataset_info.json`` entry that registers it.
-* :func:`to_trl`: a :class:`datasets.Dataset` in TRL's multimodal conversational form.
+* :func:`to_trl`: a :class:`datasets.Dataset` in TRL's multimodal conversational form;
+  :func:`to_trl_jsonl` writes it as JSON lines that ``load_dataset("json")`` reads back.
+* :func:`merge_dataset_info`: add an entry to a LLaMA-Factory ``dataset_info.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import datasets
 
 from medvl.data.paths import rebased_image_paths
 from medvl.data.record import IMAGE_PLACEHOLDER, Record
+from medvl.errors import ConfigError
 from medvl.fileio import atomic_write_text
 
 LLAVA_ROLES = {"user": "human", "assistant": "gpt"}
@@ -160,3 +163,35 @@ def to_trl(
         for r in records
     ]
     return datasets.Dataset.from_list(rows, features=trl_features(decode_images))
+
+
+def to_trl_jsonl(records: Iterable[Record], out_jsonl: str | Path, base_dir: str | Path) -> int:
+    """Write :func:`to_trl`'s rows as JSON lines; return how many.
+
+    ``datasets.load_dataset("json", data_files=out_jsonl)`` gives the columns TRL's
+    ``SFTTrainer`` reads for vision-language models: ``messages`` (content lists with
+    ``{"type": "image"}`` in place) and ``images``, as absolute paths that the processor's chat
+    template loads (cast the column to ``datasets.Image()`` to get PIL images instead).
+    """
+    dataset = to_trl(records, base_dir, decode_images=False)
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in dataset]
+    atomic_write_text(out_jsonl, "".join(lines))
+    return len(lines)
+
+
+def merge_dataset_info(info_json: str | Path, entry: dict[str, Any]) -> Path:
+    """Add ``entry`` (``{name: {...}}``) to LLaMA-Factory's ``dataset_info.json`` at
+    ``info_json``, keeping its other datasets (an entry of the same name is replaced)."""
+    path = Path(info_json)
+    existing: Any = {}
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text(encoding="utf-8") or "{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{path}: not valid JSON ({exc}); fix or move it, then export again"
+            ) from None
+        if not isinstance(existing, dict):
+            raise ConfigError(f"{path}: expected a JSON object of datasets; fix or move it")
+    _write_json(path, {**existing, **entry})
+    return path
