@@ -21,7 +21,7 @@ from medvl.progress import INTERVAL_ENV
 
 #: ``label: done/total unit (pct%), ...`` -- the running lines, not the last one.
 RUNNING = re.compile(
-    r"^(?P<label>[\w. ]+): (?P<done>\d+)(?:/(?P<total>\d+))? (?P<unit>[a-z ]+?)"
+    r"^(?P<label>[\w. ()]+): (?P<done>\d+)(?:/(?P<total>\d+))? (?P<unit>[a-z ]+?)"
     r"(?: \((?P<pct>[\d.]+)%\))?, "
 )
 
@@ -131,3 +131,27 @@ def test_the_line_reaches_a_file_from_a_subprocess(phantom_dir, tmp_path, subpro
     text = log.read_text(encoding="utf-8")
     assert "\r" not in text and running_lines(text, "validate train.jsonl")
     assert "validate train.jsonl: finished " in text
+
+
+def test_a_pipeline_shows_each_long_step_and_quiet_removes_it(tmp_path, capsys):
+    """``medvl run`` (what ``make demo`` runs) passes the CLI's progress to its steps: the eval
+    step's lines are labelled with the step name; ``--quiet`` keeps only the step lines."""
+    file = tmp_path / "p.yaml"
+    file.write_text(
+        f"workdir: {tmp_path / 'work'}\nsteps:\n"
+        "  - {name: data, kind: phantom, with: {n: 12, seed: 2}}\n"
+        "  - {name: base, kind: tiny, with: {family: qwen2_vl}}\n"
+        '  - {name: ev, kind: eval, with: {model: "${base}", data: "${data}/test.jsonl",\n'
+        "      max_new_tokens: 2}}\n"
+    )
+    assert main(["run", str(file)]) == 0
+    out, err = capsys.readouterr()
+    n = len(read_records(tmp_path / "work" / "data" / "test.jsonl"))
+    lines = running_lines(err, "ev (eval)")  # one per predicted batch
+    assert lines and lines[-1] == (n, n) and {total for _, total in lines} == {n}
+    assert f"ev (eval): finished {n}/{n} records" in err
+    assert "[3/3] ev (eval): running" in out
+
+    assert main(["--quiet", "run", str(file), "ev.max_new_tokens=3"]) == 0
+    out, err = capsys.readouterr()
+    assert "ev (eval)" not in err and "[3/3] ev (eval): running" in out

@@ -21,7 +21,7 @@ from medvl.data.formats import convert
 from medvl.data.jsonl import read_records
 from medvl.errors import MedvlError
 from medvl.eval.benchmarks import get_benchmark
-from medvl.eval.runner import prepare_data
+from medvl.eval.run_data import prepare_data
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
 

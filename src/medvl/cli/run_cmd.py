@@ -32,8 +32,13 @@ def run_command(args: argparse.Namespace) -> int:
             state = "up to date" if item.up_to_date else f"will run ({item.reason})"
             print(f"  {index}. {item.step.name:<14} {item.step.kind:<8} {state}")
         return 0
+    from medvl.progress import progress_for
+
+    def progress(label: str, **units: str):
+        return progress_for(label, args, **units)
+
     started = time.perf_counter()
-    result = run_pipeline(pipeline, echo=print)
+    result = run_pipeline(pipeline, echo=lambda line: print(line, flush=True), progress=progress)
     print(
         f"pipeline {pipeline.name} finished in {time.perf_counter() - started:.0f} s; "
         f"manifest: {pipeline.workdir / 'manifest.json'}"

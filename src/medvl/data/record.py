@@ -10,8 +10,11 @@ One record is one JSON object on one line of a JSONL file::
      "meta": {"modality": "CT", "location": "Lung"}}
 
 Image paths are relative to the JSONL file's folder (or absolute). Each image is one ``<image>``
-placeholder in a user turn, in order. ``answer`` is the gold answer used for scoring; for multiple
-choice it is the option letter and ``options`` maps letters to option texts.
+placeholder in a user turn, in order. Optional ``videos`` (a CT/MRI series or volume, or any
+ordered frame sequence; see :mod:`medvl.data.video`) work the same way with ``<video>``
+placeholders; the key is written only when a record has videos. ``answer`` is the gold answer
+used for scoring; for multiple choice it is the option letter and ``options`` maps letters to
+option texts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from medvl.data.video import VIDEO_PLACEHOLDER, VideoFieldError, VideoSpec
 
 IMAGE_PLACEHOLDER = "<image>"
 ROLES = ("system", "user", "assistant")
@@ -37,6 +42,7 @@ RECORD_FIELDS = (
     "answer_type",
     "question_type",
     "meta",
+    "videos",
 )
 _LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
 _OPTION_KEY_RE = re.compile(r"^[A-Z]$")
@@ -77,11 +83,13 @@ class Record:
     answer_type: str | None = None
     question_type: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    videos: list[VideoSpec] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.messages = [
             m if isinstance(m, Message) else _message(m, i) for i, m in enumerate(self.messages)
         ]
+        self.videos = _videos(self.videos)
         validate_record(self)
 
     @classmethod
@@ -118,13 +126,17 @@ class Record:
             "answer_type": self.answer_type,
             "question_type": self.question_type,
             "meta": copy.deepcopy(self.meta),
+            **({"videos": [v.to_dict() for v in self.videos]} if self.videos else {}),
         }
 
     @property
     def question(self) -> str:
-        """The last user turn's text with image placeholders removed (what is being asked)."""
+        """The last user turn's text with image and video placeholders removed (what is being
+        asked)."""
         users = [m.content for m in self.messages if m.role == "user"]
-        return users[-1].replace(IMAGE_PLACEHOLDER, "").strip() if users else ""
+        if not users:
+            return ""
+        return users[-1].replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").strip()
 
     @property
     def reference(self) -> str | None:
@@ -135,6 +147,28 @@ class Record:
     def image_paths(self, base_dir: str | Path) -> list[Path]:
         """Image paths resolved against ``base_dir`` (the JSONL file's folder)."""
         return [Path(p) if Path(p).is_absolute() else Path(base_dir) / p for p in self.images]
+
+    def video_paths(self, base_dir: str | Path) -> list[Path]:
+        """Every file or folder the videos read (frames, volumes, series folders), resolved."""
+        return [path for video in self.videos for path in video.paths(base_dir)]
+
+
+def _videos(videos: Any) -> list[VideoSpec]:
+    if videos is None:
+        return []
+    if not isinstance(videos, list):
+        raise FieldError("videos", "must be a list of video entries (omit it when there are none)")
+    parsed = []
+    for i, entry in enumerate(videos):
+        if isinstance(entry, VideoSpec):
+            parsed.append(entry)
+            continue
+        try:
+            parsed.append(VideoSpec.from_dict(entry))
+        except VideoFieldError as exc:
+            where = f"videos[{i}]" if exc.field == "<entry>" else f"videos[{i}].{exc.field}"
+            raise FieldError(where, exc.message) from None
+    return parsed
 
 
 def _message(data: Any, index: int) -> Message:
@@ -169,7 +203,7 @@ def validate_record(record: Record) -> None:
             "lang", f"must be a language code such as 'en' or 'zh', got {record.lang!r}"
         )
     _validate_images(record.images)
-    _validate_messages(record.messages, len(record.images))
+    _validate_messages(record.messages, len(record.images), len(record.videos))
     _require_str(record.answer, "answer", allow_none=True)
     _require_str(record.question_type, "question_type", allow_none=True)
     if record.answer_type is not None and record.answer_type not in ANSWER_TYPES:
@@ -189,10 +223,10 @@ def _validate_images(images: Any) -> None:
         _require_str(path, f"images[{i}]")
 
 
-def _validate_messages(messages: list[Message], n_images: int) -> None:
+def _validate_messages(messages: list[Message], n_images: int, n_videos: int = 0) -> None:
     if not messages:
         raise FieldError("messages", "must hold at least one user turn")
-    placeholders = 0
+    placeholders = videos = 0
     for i, message in enumerate(messages):
         if message.role not in ROLES:
             raise FieldError(
@@ -206,6 +240,10 @@ def _validate_messages(messages: list[Message], n_images: int) -> None:
         if count and message.role != "user":
             raise FieldError(f"messages[{i}].content", "<image> placeholders belong in user turns")
         placeholders += count
+        in_turn = message.content.count(VIDEO_PLACEHOLDER)
+        if in_turn and message.role != "user":
+            raise FieldError(f"messages[{i}].content", "<video> placeholders belong in user turns")
+        videos += in_turn
     if not any(m.role == "user" for m in messages):
         raise FieldError("messages", "must hold at least one user turn")
     if placeholders != n_images:
@@ -213,6 +251,12 @@ def _validate_messages(messages: list[Message], n_images: int) -> None:
             "images",
             f"{n_images} image(s) listed but {placeholders} <image> placeholder(s) in the user "
             "turns; add or remove placeholders so each image has exactly one",
+        )
+    if videos != n_videos:
+        raise FieldError(
+            "videos",
+            f"{n_videos} video(s) listed but {videos} <video> placeholder(s) in the user turns; "
+            "add or remove placeholders so each video has exactly one",
         )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from medvl.errors import ConfigError
 from medvl.fileio import atomic_write_json
 from medvl.pipeline.spec import Pipeline, Step
-from medvl.pipeline.steps import KINDS, external_inputs
+from medvl.pipeline.steps import KINDS, ProgressMaker, external_inputs
 from medvl.provenance import file_sha256, versions
 
 logger = logging.getLogger(__name__)
@@ -121,11 +121,17 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def run_pipeline(pipeline: Pipeline, *, echo: Callable[[str], Any] = _quiet) -> RunResult:
+def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    echo: Callable[[str], Any] = _quiet,
+    progress: ProgressMaker | None = None,
+) -> RunResult:
     """Run every stale step in order; write ``<workdir>/manifest.json`` after each step.
 
     ``echo`` gets one line per step as it starts and ends (the CLI passes ``print``); the library
-    itself prints nothing.
+    itself prints nothing. ``progress`` makes each long step's progress display (convert,
+    training, eval): a bar on a terminal, timed lines in a log (the CLI's ``progress_for``).
     """
     plans = plan(pipeline)
     result = RunResult(plans)
@@ -139,7 +145,7 @@ def run_pipeline(pipeline: Pipeline, *, echo: Callable[[str], Any] = _quiet) -> 
         echo(f"[{index}/{total}] {step.name} ({step.kind}): running ({item.reason})")
         started = time.perf_counter()
         _prepare_out(step, item.fingerprint)
-        summary = KINDS[step.kind](step)
+        summary = KINDS[step.kind](step, progress=progress)
         seconds = time.perf_counter() - started
         atomic_write_json(
             step.out / DONE,

@@ -7,12 +7,27 @@ its fingerprint.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medvl.errors import ConfigError, MedvlError
 from medvl.pipeline.spec import Step
+
+if TYPE_CHECKING:
+    from medvl.progress import Progress
+
+#: ``(label, unit=..., rate_unit=...) -> Progress``: how a step shows its progress (the CLI's
+#: ``progress_for`` with its ``--quiet``); ``None`` (the library default) shows none.
+ProgressMaker = Callable[..., "Progress"]
+
+
+def _progress(maker: ProgressMaker | None, step: Step, what: str, **kinds: str) -> Any:
+    """A context giving the step's :class:`~medvl.progress.Progress` for ``what`` (closed on
+    leaving: the last line only when the work finished), or ``None`` without a maker."""
+    return maker(f"{step.name} ({what})", **kinds) if maker else contextlib.nullcontext()
+
 
 if TYPE_CHECKING:
     from medvl.data.select import Selection
@@ -39,7 +54,7 @@ def _check_keys(step: Step, allowed: set[str] | frozenset[str]) -> None:
         )
 
 
-def run_phantom(step: Step) -> dict[str, Any]:
+def run_phantom(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:
     from medvl.data.phantom import generate_phantom
 
     _check_keys(step, {"n", "seed"})
@@ -49,7 +64,7 @@ def run_phantom(step: Step) -> dict[str, Any]:
     return {"counts": summary.counts}
 
 
-def run_tiny(step: Step) -> dict[str, Any]:
+def run_tiny(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:
     from medvl.models.tiny import build_tiny_model
 
     _check_keys(step, {"family", "size", "seed"})
@@ -62,21 +77,22 @@ def run_tiny(step: Step) -> dict[str, Any]:
     return {"family": step.params["family"]}
 
 
-def run_convert(step: Step) -> dict[str, Any]:
+def run_convert(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:
     from medvl.data.formats import convert
 
     params = dict(step.params)
     fmt, source = params.pop("format", None), params.pop("input", None)
     if not fmt or not source:
         raise ConfigError(f"step {step.name!r} (convert) needs 'format' and 'input'")
-    report = convert(fmt, Path(source), step.out / "data.jsonl", **params)
+    with _progress(progress, step, "convert", unit="records read", rate_unit="rec") as shown:
+        report = convert(fmt, Path(source), step.out / "data.jsonl", progress=shown, **params)
     failure = report.failure()  # nothing kept, or the input was cut short
     if failure:
         raise MedvlError(f"step {step.name!r} (convert): {failure}")
     return {"read": report.read, "written": report.written, "skipped": report.skipped}
 
 
-def run_split(step: Step) -> dict[str, Any]:
+def run_split(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:
     from medvl.data.jsonl import read_records, write_records
     from medvl.data.leakage import ImageHasher
     from medvl.data.paths import rebase_images
@@ -133,13 +149,17 @@ def _training_overrides(step: Step) -> list[str]:
     return [*overrides, f"output_dir={step.out}"]
 
 
-def run_sft(step: Step) -> dict[str, Any]:
+TRAIN_UNITS = {"unit": "steps", "rate_unit": "step"}
+
+
+def run_sft(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:
     from medvl.config import load_config
     from medvl.train.sft import run_sft as train
     from medvl.train.sft_config import SFTConfig
 
     config = load_config(SFTConfig, step.recipe, _training_overrides(step))
-    result = train(config)
+    with _progress(progress, step, "train", **TRAIN_UNITS) as shown:
+        result = train(config, progress=shown)
     return {
         "train_loss": result.metrics.get("train_loss"),
         "validation": result.validation,
@@ -148,12 +168,14 @@ def run_sft(step: Step) -> dict[str, Any]:
     }
 
 
-def run_grpo(step: Step) -> dict[str, Any]:
+def run_grpo(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:
     from medvl.config import load_config
     from medvl.train.grpo import run_grpo as train
     from medvl.train.grpo_config import GRPOConfig
 
-    result = train(load_config(GRPOConfig, step.recipe, _training_overrides(step)))
+    config = load_config(GRPOConfig, step.recipe, _training_overrides(step))
+    with _progress(progress, step, "train", **TRAIN_UNITS) as shown:
+        result = train(config, progress=shown)
     return {
         "train_records": result.train_records,
         "accuracy_reward_first_quarter": result.accuracy_first_quarter,
@@ -181,7 +203,7 @@ EVAL_KEYS = frozenset(
 )
 
 
-def run_eval(step: Step) -> dict[str, Any]:
+def run_eval(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:
     """Predict (greedy, batched) and score a canonical JSONL file through
     :func:`medvl.eval.runner.run_benchmark`: the step folder is a run folder (prediction cache,
     ``run.json``, ``scores.jsonl``, ``metrics.json``), so a killed step resumes its predictions.
@@ -206,7 +228,8 @@ def run_eval(step: Step) -> dict[str, Any]:
         sample=_get(step, "sample", None, (int, type(None))),
         seed=_get(step, "seed", 0, int),
     )
-    result = run_benchmark(config, _engine_spec(step))
+    with _progress(progress, step, "eval", rate_unit="rec") as shown:
+        result = run_benchmark(config, _engine_spec(step), progress=shown)
     summary = result.metrics.get("summary", {})
     return {
         name: summary[name]["mean"]
@@ -233,7 +256,7 @@ def _engine_spec(step: Step) -> EngineSpec:
     )
 
 
-def run_report(step: Step) -> dict[str, Any]:
+def run_report(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:
     from medvl.eval.report import build_report, write_report
 
     _check_keys(step, {"runs", "names", "baseline"})
@@ -269,7 +292,7 @@ def headline_table(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-KINDS: dict[str, Callable[[Step], dict[str, Any]]] = {
+KINDS: dict[str, Callable[..., dict[str, Any]]] = {
     "phantom": run_phantom,
     "tiny": run_tiny,
     "convert": run_convert,
