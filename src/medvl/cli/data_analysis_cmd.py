@@ -141,26 +141,24 @@ def run_stats(args: argparse.Namespace) -> int:
     from medvl.fileio import atomic_write_json
 
     records = read_records(args.file)
-    token_counts = image_tokens = None
+    counts: dict = {}
     if args.model:
-        from medvl.data.images import image_header
         from medvl.data.validate import validate_jsonl
         from medvl.models.processing import load_token_counter
 
         counter, _ = load_token_counter(args.model)
         result = validate_jsonl(args.file, counter=counter)
         records = [r for r in result.valid if r.id in result.token_lengths]
-        token_counts = [result.token_lengths[r.id] for r in records]
-        image_tokens = [  # the same numbers the total counts: smart_resize of each header's size
-            sum(
-                counter.budget.image_tokens(header.width, header.height)
-                for header in map(image_header, r.image_paths(args.file.parent))
-            )
-            for r in records
-        ]
-    stats = dataset_stats(
-        records, args.file.parent, token_counts=token_counts, image_token_counts=image_tokens
-    )
+        counts = {  # the numbers the totals count: image sizes and video shapes as validated
+            "token_counts": [result.token_lengths[r.id] for r in records],
+            "image_token_counts": [result.image_tokens[r.id] for r in records],
+        }
+        if any(r.videos for r in records):
+            counts["video_token_counts"] = [result.video_tokens[r.id] for r in records]
+            counts["video_frame_counts"] = [
+                sum(n for n, _, _ in result.video_shapes.get(r.id, [])) for r in records
+            ]
+    stats = dataset_stats(records, args.file.parent, **counts)
     print(format_stats_table(stats))
     if args.out:
         atomic_write_json(args.out, stats)

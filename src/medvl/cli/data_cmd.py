@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medvl.cli import data_analysis_cmd, data_export_cmd
+from medvl.cli import data_analysis_cmd, data_export_cmd, data_volumes_cmd
 from medvl.cli.select_args import add_selection_args
 from medvl.errors import MedvlError
 
@@ -20,6 +20,7 @@ def register(groups) -> None:
     _register_convert(subs)
     data_analysis_cmd.register(subs)
     data_export_cmd.register(subs)
+    data_volumes_cmd.register(subs)
 
 
 def _register_convert(subs) -> None:
@@ -54,8 +55,25 @@ def _register_phantom(subs) -> None:
         "phantom", help="generate the deterministic synthetic medical VQA dataset"
     )
     phantom.add_argument("--out", type=Path, required=True, help="output folder")
-    phantom.add_argument("--n", type=int, default=600, help="number of records (default 600)")
+    phantom.add_argument(
+        "--n", type=int, help="number of records (default 600; with --volumes: 200 volumes)"
+    )
     phantom.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    volumes = phantom.add_argument_group("3-D phantom (video records)")
+    volumes.add_argument(
+        "--volumes",
+        action="store_true",
+        help="make CT/MRI-like volumes with spherical lesions and <video> questions instead",
+    )
+    volumes.add_argument("--slices", type=int, default=16, help="slices per volume (default 16)")
+    volumes.add_argument("--size", type=int, default=64, help="slice width and height in px")
+    volumes.add_argument(
+        "--volume-format",
+        choices=("nifti", "frames"),
+        default="nifti",
+        help="nifti: .nii.gz files and 'volume' entries (default); frames: PNG slices and "
+        "'frames' entries",
+    )
     phantom.set_defaults(func=run_phantom)
 
 
@@ -89,7 +107,9 @@ def _register_validate(subs) -> None:
 def run_phantom(args: argparse.Namespace) -> int:
     from medvl.data.phantom import generate_phantom
 
-    summary = generate_phantom(args.out, n=args.n, seed=args.seed)
+    if args.volumes:
+        return _run_phantom_volumes(args)
+    summary = generate_phantom(args.out, n=600 if args.n is None else args.n, seed=args.seed)
     print(
         f"phantom dataset (n {summary.n}, seed {summary.seed}) written to {summary.out_dir} "
         f"in {summary.seconds:.1f} s"
@@ -97,6 +117,32 @@ def run_phantom(args: argparse.Namespace) -> int:
     for split, path in summary.split_paths.items():
         types = ", ".join(f"{k} {v}" for k, v in summary.question_types[split].items())
         print(f"  {split:<5} {summary.counts[split]:>5} records  {path}  ({types})")
+    return 0
+
+
+def _run_phantom_volumes(args: argparse.Namespace) -> int:
+    from medvl.data.phantom_volumes import generate_phantom_volumes
+
+    summary = generate_phantom_volumes(
+        args.out,
+        n=200 if args.n is None else args.n,
+        seed=args.seed,
+        slices=args.slices,
+        size=args.size,
+        volume_format=args.volume_format,
+    )
+    per_patient = ", ".join(f"{k}: {v}" for k, v in summary.volumes_per_patient.items())
+    print(
+        f"phantom volumes (n {summary.n}, seed {summary.seed}, {args.slices} slices of "
+        f"{args.size}x{args.size} px, {summary.volume_format}) written to {summary.out_dir} "
+        f"in {summary.seconds:.1f} s"
+    )
+    print(f"  records   {summary.records_path}")
+    print(f"  patients  {summary.patients} (volumes per patient -> patients: {per_patient})")
+    for qtype, answers in summary.answers.items():
+        counts = ", ".join(f"{k} {v}" for k, v in answers.items())
+        print(f"  {qtype:<9} {summary.question_types[qtype]:>4}  ({counts})")
+    print(f"  split by patient: medvl data split {summary.records_path} --out {args.out}/splits")
     return 0
 
 

@@ -111,8 +111,9 @@ def _register_chat(groups) -> None:
     parser = groups.add_parser(
         "chat",
         help="interactive multi-turn chat with images in the terminal",
-        description="Chat in the terminal. Commands: /image PATH, /reset, /save FILE, /help, "
-        "/exit. Reads turns line by line when stdin is not a terminal, so it can be scripted.",
+        description="Chat in the terminal. Commands: /image PATH, /volume PATH [n=16] "
+        "[axis=axial] [window=lung], /reset, /save FILE, /help, /exit. Reads turns line by "
+        "line when stdin is not a terminal, so it can be scripted.",
     )
     parser.add_argument("--image", action="append", default=[], help="image for the first turn")
     parser.add_argument("--system", help="system prompt")
@@ -154,6 +155,11 @@ def run_chat(args: argparse.Namespace) -> int:
                     _reply(session, parsed.text, interactive)
             elif parsed.command == "/image":
                 print(f"[image attached: {session.add_image(parsed.text)}]", file=sys.stderr)
+            elif parsed.command == "/volume":
+                spec = session.add_volume(parsed.text)
+                frames = len(session.pending_videos[-1][1])
+                where = spec.paths("/")[0] if spec.frames is None else spec.paths("/")[0].parent
+                print(f"[volume attached: {where}, {frames} frames]", file=sys.stderr)
             elif parsed.command == "/reset":
                 session.reset()
                 print("[conversation reset]", file=sys.stderr)
@@ -197,6 +203,13 @@ def _register_serve(groups) -> None:
     parser.add_argument("--image-root", type=Path, help="allow image file paths under this dir")
     parser.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body")
     parser.add_argument("--max-images", type=int, default=8, help="most images per request")
+    parser.add_argument(
+        "--max-video-frames",
+        type=int,
+        default=64,
+        help="most video frames per request, over all its videos; a volume path counts its n "
+        "(default: 64)",
+    )
     parser.add_argument(
         "--max-request-pixels",
         type=int,
@@ -249,6 +262,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     for flag in (
         "max_images",
+        "max_video_frames",
         "max_request_pixels",
         "max_concurrent_decodes",
         "max_prompt_tokens",
@@ -281,6 +295,7 @@ def run_serve(args: argparse.Namespace) -> int:
         image_root=args.image_root,
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_images=args.max_images,
+        max_video_frames=args.max_video_frames,
         max_request_pixels=args.max_request_pixels,
         max_concurrent_decodes=args.max_concurrent_decodes,
         max_prompt_tokens=args.max_prompt_tokens,

@@ -20,6 +20,13 @@ connected components of a union-find, so links are transitive):
 * ``path``: the normalised image path (the old behaviour: misses copies under other names).
 * ``meta.KEY``: any meta value, compared as text across the whole file.
 
+Videos count like images (:func:`medvl.data.leakage.video_files`): every frame file, volume file
+and file of a series folder joins ``content`` and ``path`` by exact bytes or path (``phash``
+compares images only; for video files it falls back to exact content, since slices of different
+scans look alike by design), and the DICOM ``PatientID``/``StudyInstanceUID`` of a series' files
+join ``patient``/``study``. So a volume's records, and all volumes of one patient, stay in one
+split.
+
 Patient and study ids are compared within one ``dataset`` ("12" in two datasets are two people).
 Placeholder ids (empty, "anonymous", "unknown", "none", "n/a"...) are ignored: anonymised DICOM
 often writes one for every patient, which would join everything. An image that cannot be read
@@ -36,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medvl.data.leakage import ImageHasher
+from medvl.data.leakage import ImageHasher, video_files
 from medvl.data.phash import CANDIDATE_DISTANCE, PHASH_DISTANCE, near_pairs
 from medvl.data.record import Record
 from medvl.errors import ConfigError
@@ -204,6 +211,7 @@ class _Tokens:
         self.distances = (phash_distance, candidate_distance)
         base = base_dir if base_dir is not None else "."
         self.images = [r.image_paths(base) for r in records]
+        self.videos = [video_files(r, base) for r in records]
         self.unreadable: dict[str, None] = {}
         self._dicom: dict[Path, tuple[str | None, str | None]] = {}
 
@@ -212,7 +220,10 @@ class _Tokens:
             name = key[len("meta.") :]
             return [[f"{key}:{v}" for v in _ids([r.meta.get(name)])] for r in self.records]
         make: dict[str, Callable[[], list[list[str]]]] = {
-            "path": lambda: [[self._path(p) for p in ps] for ps in self.images],
+            "path": lambda: [
+                [self._path(p) for p in [*ps, *vs]]
+                for ps, vs in zip(self.images, self.videos, strict=True)
+            ],
             "content": self._content,
             "phash": self._phash,
             "patient": lambda: self._person(_PATIENT, 0, "patient"),
@@ -231,11 +242,28 @@ class _Tokens:
             return self._path(path)
         return "sha256:" + hashed.sha256
 
+    def _exact_or_path(self, path: Path) -> str:
+        hashed = self.hasher.exact(path)
+        if hashed is None:
+            self.unreadable[str(path)] = None
+            return self._path(path)
+        return "sha256:" + hashed.sha256
+
+    def _video_content(self) -> list[list[str]]:
+        """Exact-content tokens of the video files; blank frames join nothing."""
+        return [[self._exact_or_path(p) for p in vs if not self._blank(p)] for vs in self.videos]
+
+    def _blank(self, path: Path) -> bool:
+        hashed = self.hasher.exact(path)
+        return hashed is not None and hashed.blank
+
     def _content(self) -> list[list[str]]:
-        return [[self._sha_or_path(p) for p in ps] for ps in self.images]
+        images = [[self._sha_or_path(p) for p in ps] for ps in self.images]
+        return [a + b for a, b in zip(images, self._video_content(), strict=True)]
 
     def _phash(self) -> list[list[str]]:
-        content = self._content()  # hashes every image once; the hasher caches the pHashes too
+        # hashes every image once; the hasher caches the pHashes too
+        content = [[self._sha_or_path(p) for p in ps] for ps in self.images]
         hashes = {h.sha256: h for ps in self.images for p in ps if (h := self.hasher(p))}
         shas = sorted(hashes)
         decodable = [s for s in shas if hashes[s].phash64 is not None]
@@ -254,13 +282,14 @@ class _Tokens:
                 return value  # unreadable: its path
             return f"phash:{uf.find(position[value[len('sha256:') :]])}"
 
-        return [[token(v) for v in values] for values in content]
+        images = [[token(v) for v in values] for values in content]
+        return [a + b for a, b in zip(images, self._video_content(), strict=True)]
 
     def _person(self, names: frozenset[str], slot: int, kind: str) -> list[list[str]]:
         out = []
-        for record, paths in zip(self.records, self.images, strict=True):
+        for record, paths, files in zip(self.records, self.images, self.videos, strict=True):
             values = [v for k, v in record.meta.items() if _norm_key(k) in names]
-            values += [self._dicom_id(p, slot) for p in paths]
+            values += [self._dicom_id(p, slot) for p in [*paths, *files]]
             out.append([f"{kind}:{record.dataset}:{v}" for v in dict.fromkeys(_ids(values))])
         return out
 

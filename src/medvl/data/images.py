@@ -10,6 +10,7 @@ last bytes of PNG and JPEG files (a file cut short lacks its end marker), withou
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -191,7 +192,7 @@ def inspect_image(
             "DICOM file has no pixel data (e.g. a report or a series header); "
             "point the record at an image DICOM instead",
         )
-    size = _size_problem(header.width, header.height)
+    size = size_problem(header.width, header.height)
     if size or not decode:
         return header, size
     try:
@@ -206,7 +207,8 @@ def check_image(path: str | Path, *, decode: bool = True) -> ImageCheck | None:
     return inspect_image(path, decode=decode)[1]
 
 
-def _size_problem(width: int, height: int) -> ImageCheck | None:
+def size_problem(width: int, height: int) -> ImageCheck | None:
+    """Why an image (or video frame) of this size cannot go to Qwen-VL, or None."""
     dims = f"image is {width}x{height} px"
     if min(width, height) < MIN_SIDE:
         return ImageCheck("too_small", f"{dims}; each side must be at least {MIN_SIDE} px")
@@ -286,27 +288,52 @@ def record_image_paths(
     images kept outside the output's folder that way (see
     :func:`medvl.data.formats.base.output_path`); only Windows drive paths are refused here.
     """
-    if root is None:
-        for index, path in enumerate(record.image_paths(base)):
-            yield index, path, None
-        return
-    base_inside = Path(os.path.abspath(base)).is_relative_to(os.path.abspath(root))
     for index, raw in enumerate(record.images):
-        text = raw.replace("\\", "/")
-        absolute = text.startswith("/") or bool(_WINDOWS_ABSOLUTE_RE.match(text))
-        if allow_absolute and not _WINDOWS_ABSOLUTE_RE.match(text):
-            yield index, Path(text) if text.startswith("/") else base / text, None
-            continue
-        if base_inside and not absolute and ".." not in text.split("/"):
-            yield index, base / text, None  # inside the root by construction (the common case)
-            continue
-        if not (Path(text).is_absolute() or _WINDOWS_ABSOLUTE_RE.match(text)):
-            text = os.path.relpath(base / text, root)
-        try:
-            path, check = resolve_inside_root(root, text), None
-        except ImageError as exc:
-            path, check = Path(raw), ImageCheck(exc.code, exc.detail)
-        yield index, path, check
+        yield (index, *resolve_record_path(raw, base, root, allow_absolute=allow_absolute))
+
+
+def record_video_paths(
+    record: Record, base: Path, root: str | Path | None, *, allow_absolute: bool = False
+) -> Iterator[tuple[int, str, Path, ImageCheck | None]]:
+    """Each file or folder the record's videos read: ``(video index, field, path, check)``.
+
+    ``field`` names the key within the record (``videos[0].frames[3]``, ``videos[1].volume``,
+    ``videos[2].series``); paths follow :func:`record_image_paths`' rules.
+    """
+    for index, video in enumerate(record.videos):
+        if video.frames is not None:
+            named = [(f"videos[{index}].frames[{k}]", raw) for k, raw in enumerate(video.frames)]
+        else:
+            named = [(f"videos[{index}].{video.kind}", video.volume or video.series or "")]
+        for field, raw in named:
+            path, check = resolve_record_path(raw, base, root, allow_absolute=allow_absolute)
+            yield index, field, path, check
+
+
+@functools.lru_cache(maxsize=64)
+def _is_inside(base: str, root: str) -> bool:
+    return Path(os.path.abspath(base)).is_relative_to(os.path.abspath(root))
+
+
+def resolve_record_path(
+    raw: str, base: Path, root: str | Path | None, *, allow_absolute: bool = False
+) -> tuple[Path, ImageCheck | None]:
+    """One path of a record joined to ``base``, and an ``outside_root`` check when it leaves
+    ``root`` (see :func:`record_image_paths`)."""
+    if root is None:
+        return (Path(raw) if Path(raw).is_absolute() else Path(base) / raw), None
+    text = raw.replace("\\", "/")
+    absolute = text.startswith("/") or bool(_WINDOWS_ABSOLUTE_RE.match(text))
+    if allow_absolute and not _WINDOWS_ABSOLUTE_RE.match(text):
+        return (Path(text) if text.startswith("/") else base / text), None
+    if _is_inside(str(base), str(root)) and not absolute and ".." not in text.split("/"):
+        return base / text, None  # inside the root by construction (the common case)
+    if not (Path(text).is_absolute() or _WINDOWS_ABSOLUTE_RE.match(text)):
+        text = os.path.relpath(base / text, root)
+    try:
+        return resolve_inside_root(root, text), None
+    except ImageError as exc:
+        return Path(raw), ImageCheck(exc.code, exc.detail)
 
 
 def check_record_images(

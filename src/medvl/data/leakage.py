@@ -20,6 +20,13 @@ Three kinds of leak, each reported per test record with the closest train record
 * ``qa_duplicate``: the same normalised question and answer on the same image group (every test
   image matches a train image exactly or nearly, or neither record has images).
 
+Videos (``frames``, ``volume`` and ``series`` entries) take part through their files: each frame
+file, the volume file and every file of a series folder (:func:`video_files`) is hashed and
+compared by exact content only, reported as ``exact_image``; blank frames (one flat value, the
+same bytes in every patient's export) are left out. Slices of one scan look alike by
+design, so a perceptual match between slices says nothing about a copy; volumes and series of
+one patient are kept together by the patient and study keys of the split instead.
+
 Each image is hashed once (cached by path). Exact matches are found through a dictionary; near
 duplicates by :func:`match_hashes`, a vectorised XOR-and-popcount of each distinct test hash
 against all distinct train hashes (20k x 20k in a second or two, after hashing the images).
@@ -35,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from medvl.data.phash import (
     CANDIDATE_DISTANCE,
@@ -65,6 +72,8 @@ __all__ = [
     "near_pairs",
     "normalize_qa",
     "phashes",
+    "record_media",
+    "video_files",
 ]
 
 LEAK_KINDS = ("exact_image", "near_image", "qa_duplicate")
@@ -78,6 +87,7 @@ class ImageHash:
     sha256: str
     phash64: int | None = None
     phash256: int | None = None
+    blank: bool = False  # a video frame of one flat value: carries nothing, never a leak
 
     def near(self, other: ImageHash, max_distance: int) -> int | None:
         """The 256-bit pHash distance to ``other`` if at most ``max_distance``, else None."""
@@ -98,11 +108,25 @@ class ImageHasher:
     cache: dict[Path, ImageHash | None] = field(default_factory=dict)
     missing: set[Path] = field(default_factory=set)
     undecodable: set[Path] = field(default_factory=set)
+    exact_cache: dict[Path, ImageHash | None] = field(default_factory=dict)
 
     def __call__(self, path: Path) -> ImageHash | None:
         if path not in self.cache:
             self.cache[path] = self._hash(path)
         return self.cache[path]
+
+    def exact(self, path: Path) -> ImageHash | None:
+        """The content hash alone (no perceptual hash): for video files (slices, volumes)."""
+        if path in self.cache:
+            return self.cache[path]
+        if path not in self.exact_cache:
+            try:
+                self.exact_cache[path] = ImageHash(file_sha256(path), blank=_is_blank(path))
+            except OSError as exc:
+                self.missing.add(path)
+                self._log("cannot read video file %s (%s); it is skipped", path, exc)
+                self.exact_cache[path] = None
+        return self.exact_cache[path]
 
     def _log(self, message: str, *args: object) -> None:
         shown = len(self.missing) + len(self.undecodable)
@@ -121,6 +145,20 @@ class ImageHasher:
             self.undecodable.add(path)
             self._log("cannot decode %s (%s); only its exact hash is compared", path, exc)
             return ImageHash(sha)
+
+
+def _is_blank(path: Path) -> bool:
+    """True for a raster slice of one flat value (the empty end slices of an exported series,
+    byte-identical across patients); other files are never called blank."""
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
+        return False
+    try:
+        with Image.open(path) as image:
+            extrema = image.getextrema()
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return all(low == high for low, high in bands)
 
 
 @dataclass(frozen=True)
@@ -159,6 +197,37 @@ class LeakageReport:
         }
 
 
+def video_files(record: Record, base_dir: str | Path) -> list[Path]:
+    """Every file a record's videos read, resolved: the frame files in order, the volume file,
+    and the files of a series folder (sorted; hidden files and DICOMDIR skipped; a folder that
+    is not there counts as one missing file)."""
+    files: list[Path] = []
+    for video in record.videos:
+        paths = video.paths(base_dir)
+        if video.series is not None and paths and paths[0].is_dir():
+            folder = paths[0]
+            files += sorted(
+                p
+                for p in folder.rglob("*")
+                if p.is_file()
+                and p.name.upper() != "DICOMDIR"
+                and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            )
+        else:
+            files += paths
+    return files
+
+
+def record_media(
+    record: Record, base_dir: str | Path, hasher: ImageHasher
+) -> list[tuple[Path, ImageHash | None]]:
+    """A record's images (content and perceptual hashes) then its video files (content only;
+    blank frames left out)."""
+    images = [(path, hasher(path)) for path in record.image_paths(base_dir)]
+    videos = [(path, hasher.exact(path)) for path in video_files(record, base_dir)]
+    return images + [(path, h) for path, h in videos if h is None or not h.blank]
+
+
 def normalize_qa(text: str | None) -> str:
     """Lowercase, NFKC, punctuation removed, whitespace collapsed: "Yes." == "yes"."""
     text = unicodedata.normalize("NFKC", text or "").lower()
@@ -181,8 +250,7 @@ class _Side:
 
     @classmethod
     def build(cls, records: Sequence[Record], base: str | Path, hasher: ImageHasher) -> _Side:
-        images = [[(path, hasher(path)) for path in record.image_paths(base)] for record in records]
-        return cls(records, images)
+        return cls(records, [record_media(record, base, hasher) for record in records])
 
     def distinct_images(self) -> set[Path]:
         return {path for paths in self.images for path, _ in paths}

@@ -425,3 +425,38 @@ def _nifti_data_error(path: Path, exc: BaseException) -> ImageError:
     return ImageError(
         path, "undecodable", f"NIfTI data cannot be read ({_one_line(str(exc))})", "re-export it"
     )
+
+
+# ---------------------------------------------------------------- shared with the volume readers
+# Public names for medvl.data.volumes and medvl.data.series, which window a whole series or
+# volume at once instead of one slice.
+
+
+def resolve_window(path: Path, window: Window) -> tuple[float, float] | None:
+    """``(center, width)`` for a preset name or pair; None for ``None``/``"minmax"``."""
+    return _resolve_window(path, window)
+
+
+def dicom_file_window(ds: Any) -> tuple[float, float] | None:
+    """The first WindowCenter/WindowWidth pair stored in a DICOM dataset, if any and usable."""
+    return _dicom_file_window(ds)
+
+
+def dicom_frame_pixels(path: Path, ds: Any, frame: int | None) -> np.ndarray:
+    """The stored pixels of one frame (None: the only frame), as pydicom decodes them."""
+    return _dicom_pixels(path, ds, frame)
+
+
+def radiological(data: np.ndarray, axes: list[np.ndarray]) -> np.ndarray:
+    """A 2-D slice in radiological display orientation (see :func:`_radiological`)."""
+    return _radiological(data, axes)
+
+
+def nifti_plane(image: Any, voxel_axis: int, position: int, path: Path) -> np.ndarray:
+    """One 2-D slice of a NIfTI image at ``position`` on ``voxel_axis`` (the voxel order on
+    disk), scaled; raises :class:`ImageError` naming ``path`` when the data cannot be read."""
+    shape = (*image.shape[:3], 1, 1)[:3]
+    try:
+        return _nifti_slice(image, shape, voxel_axis, position)
+    except Exception as exc:
+        raise _nifti_data_error(path, exc) from exc

@@ -1,8 +1,9 @@
-"""Where a record's image paths point when its JSONL file is written somewhere new.
+"""Where a record's image and video paths point when its JSONL file is written somewhere new.
 
-Image paths in a record are relative to its JSONL file's folder (or absolute). Whoever writes
-records into another folder (a converter, a split, a benchmark run, a pipeline step) re-bases
-them here, so every output follows one rule: :func:`output_path`.
+Image paths in a record, and its videos' frame, volume and series paths, are relative to its
+JSONL file's folder (or absolute). Whoever writes records into another folder (a converter, a
+split, a benchmark run, a pipeline step) re-bases them here, so every output follows one rule:
+:func:`output_path`.
 """
 
 from __future__ import annotations
@@ -50,16 +51,34 @@ def rebased_image_paths(
     return [output_path(path, new_dir) for path in paths]
 
 
+def rebased_path(path: str, old_dir: str | Path, new_dir: str | Path | None) -> str:
+    """One path of a record, read relative to ``old_dir``, as written in ``new_dir`` (absolute
+    when ``new_dir`` is None); the rule of :func:`rebased_image_paths` for one path."""
+    resolved = Path(path) if Path(path).is_absolute() else Path(old_dir) / path
+    if new_dir is None:
+        return str(resolved.resolve())
+    return output_path(resolved, new_dir)
+
+
 def rebase_images(
     records: Iterable[Record], old_dir: str | Path, new_dir: str | Path | None
 ) -> list[Record]:
-    """Copies of ``records`` whose image paths stay right when written in ``new_dir``.
+    """Copies of ``records`` whose image and video paths stay right when written in ``new_dir``.
 
     The paths are read relative to ``old_dir`` (the folder of the file they came from) and
     rewritten by :func:`rebased_image_paths`: relative to ``new_dir`` where possible, absolute
     when ``new_dir`` is None.
     """
     return [
-        dataclasses.replace(record, images=rebased_image_paths(record, old_dir, new_dir))
+        dataclasses.replace(
+            record,
+            images=rebased_image_paths(record, old_dir, new_dir),
+            videos=[video.rebased(_rebaser(old_dir, new_dir)) for video in record.videos],
+        )
         for record in records
     ]
+
+
+def _rebaser(old_dir: str | Path, new_dir: str | Path | None):
+    """``path -> path`` for a video's frame, volume or series paths, by the rule of images."""
+    return lambda path: rebased_path(path, old_dir, new_dir)

@@ -8,8 +8,14 @@ Answer length counts words and characters of the gold answer text (the option te
 choice). "Words" are Latin/digit runs plus single CJK characters, so Chinese answers get a
 meaningful count too. Token counts come from a token counter elsewhere and are passed in:
 ``token_counts`` is each record's whole sequence (chat template, text and image tokens), and
-``image_token_counts`` its image tokens; text tokens are the difference (the chat template and
-the ``<|vision_start|>``/``<|vision_end|>`` markers count as text).
+``image_token_counts`` its image tokens, ``video_token_counts`` its video tokens (the
+``<|video_pad|>`` tokens); text tokens are the difference (the chat template, the
+``<|vision_start|>``/``<|vision_end|>`` markers and Qwen3-VL's video timestamps count as text).
+
+Videos (CT/MRI series, volumes, frame lists) are counted per record, by kind, and by frames:
+a ``frames`` entry's list length or a ``sample.n`` without a slab is known from the record
+itself; other entries are known only from ``video_frame_counts`` (each record's total frames,
+as validation measured them), else counted as unknown.
 
 Modality and organ are read from the keys publishers use: ``meta.modality`` (SLAKE, phantom),
 else MedVLM-R1/HuatuoGPT's ``meta.subset`` (``"MR (Mag-netic Resonance Imaging)"`` -> ``MRI``,
@@ -51,10 +57,12 @@ SUBSET_MODALITIES = (
 )
 #: (stats key, title) of the token sections, in print order.
 TOKEN_SECTIONS = (
-    ("tokens", "tokens per record (text + image)"),
+    ("tokens", "tokens per record (text + image + video)"),
     ("text_tokens", "text tokens per record"),
     ("image_tokens", "image tokens per record"),
+    ("video_tokens", "video tokens per record"),
 )
+FRAME_BINS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['.-][A-Za-z0-9]+)*|[\u3400-\u9fff]")
 UNKNOWN = "unknown"
 
@@ -131,12 +139,52 @@ def _image_stats(records: Sequence[Record], base_dir: str | Path | None) -> dict
     return stats
 
 
+def _frames_in_record(record: Record) -> int | None:
+    """Frames of all the record's videos when the record alone says (None otherwise)."""
+    total = 0
+    for video in record.videos:
+        if video.frames is not None:
+            total += len(video.frames)
+        elif "n" in video.sample and "slab" not in video.sample:
+            total += int(video.sample["n"])
+        else:
+            return None
+    return total
+
+
+def _video_stats(
+    records: Sequence[Record], frame_counts: Sequence[int | None] | None
+) -> dict[str, Any]:
+    per_record = Counter(len(r.videos) for r in records)
+    kinds = Counter(v.kind for r in records for v in r.videos)
+    with_videos = [i for i, r in enumerate(records) if r.videos]
+    frames = [
+        frame_counts[i]
+        if frame_counts is not None and frame_counts[i] is not None
+        else _frames_in_record(records[i])
+        for i in with_videos
+    ]
+    known = [f for f in frames if f is not None]
+    return {
+        "videos_per_record": {str(k): per_record[k] for k in sorted(per_record)},
+        "videos": sum(kinds.values()),
+        "kinds": dict(kinds.most_common()),
+        "frames_per_record": {
+            "histogram": histogram(known, FRAME_BINS),
+            "summary": summarize(known),
+        },
+        "frames_unknown": len(frames) - len(known),
+    }
+
+
 def dataset_stats(
     records: Sequence[Record],
     base_dir: str | Path | None = None,
     *,
     token_counts: Sequence[int] | None = None,
     image_token_counts: Sequence[int] | None = None,
+    video_token_counts: Sequence[int] | None = None,
+    video_frame_counts: Sequence[int | None] | None = None,
 ) -> dict[str, Any]:
     """Counts and length distributions of ``records`` as a JSON-serialisable dict.
 
@@ -144,13 +192,18 @@ def dataset_stats(
     keys of :data:`META_SOURCES`, missing values as "unknown"); ``answer_words``/``answer_chars``
     (``histogram`` and ``summary``); ``images`` (records per image count, distinct images and,
     when ``base_dir`` is given, how many are missing on disk); ``tokens`` (whole sequence) when
-    ``token_counts`` is given, ``image_tokens`` when ``image_token_counts`` is, and
-    ``text_tokens`` (the difference) when both are; one count per record each.
+    ``token_counts`` is given, ``image_tokens`` when ``image_token_counts`` is,
+    ``video_tokens`` when ``video_token_counts`` is, and ``text_tokens`` (the total less the
+    image and video tokens given) when the total and image tokens are; ``videos`` (records per
+    video count, videos by kind, frames per record with videos) when any record has videos.
+    One count per record each (``video_frame_counts``: each record's total frames, or None).
     """
     records = list(records)
     for name, counts in (
         ("token_counts", token_counts),
         ("image_token_counts", image_token_counts),
+        ("video_token_counts", video_token_counts),
+        ("video_frame_counts", video_frame_counts),
     ):
         if counts is not None and len(counts) != len(records):
             raise ValueError(
@@ -169,13 +222,21 @@ def dataset_stats(
         "answer_chars": {"histogram": histogram(chars, LENGTH_BINS), "summary": summarize(chars)},
         "images": _image_stats(records, base_dir),
     }
+    if any(r.videos for r in records):
+        stats["videos"] = _video_stats(records, video_frame_counts)
     columns: dict[str, list[int]] = {}
     if token_counts is not None:
         columns["tokens"] = [int(t) for t in token_counts]
     if image_token_counts is not None:
         columns["image_tokens"] = [int(t) for t in image_token_counts]
-    if len(columns) == 2:
-        columns["text_tokens"] = [t - i for t, i in zip(*columns.values(), strict=True)]
+    if video_token_counts is not None:
+        columns["video_tokens"] = [int(t) for t in video_token_counts]
+    if "tokens" in columns and "image_tokens" in columns:
+        videos = columns.get("video_tokens", [0] * len(records))
+        columns["text_tokens"] = [
+            t - i - v
+            for t, i, v in zip(columns["tokens"], columns["image_tokens"], videos, strict=True)
+        ]
     for key, _ in TOKEN_SECTIONS:
         if key in columns:
             values = columns[key]
@@ -209,6 +270,15 @@ def format_stats_table(stats: dict[str, Any]) -> str:
     images = stats["images"]
     lines += _section("images per record", images["images_per_record"], total)
     lines += _section("images", {k: v for k, v in images.items() if k != "images_per_record"})
+    videos = stats.get("videos")
+    if videos:
+        lines += _section("videos per record", videos["videos_per_record"], total)
+        lines += _section("videos by kind", videos["kinds"], videos["videos"])
+        frames = videos["frames_per_record"]
+        lines += _section("frames per record with videos", frames["histogram"])
+        lines += _section("frames per record: summary", frames["summary"])
+        if videos["frames_unknown"]:
+            lines += _section("frames", {"unknown (pass --model)": videos["frames_unknown"]})
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -232,6 +302,9 @@ def plot_stats(stats: dict[str, Any], out_dir: str | Path) -> list[Path]:
         if key in stats:
             charts[key] = stats[key]["histogram"]
     charts["images_per_record"] = stats["images"]["images_per_record"]
+    if "videos" in stats:
+        charts["videos_per_record"] = stats["videos"]["videos_per_record"]
+        charts["frames_per_record"] = stats["videos"]["frames_per_record"]["histogram"]
     paths = []
     for name, data in charts.items():
         fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(data) + 2), 3.5))

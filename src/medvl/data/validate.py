@@ -3,9 +3,12 @@
 Checks, per record: schema and unique ids, role order, an empty answer, every image (present,
 decodable, not cut short -- a PNG/JPEG must end with its end marker, read from the file's tail
 --, big enough; inside the dataset root when one is given, while without one paths are read as
-written, ``../`` and absolute ones included) and, with a model's processor, the exact token
-length with image tokens against ``max_length`` -- so no record can later be cut through its
-image tokens. Valid records are kept; every problem gets a stable code and a one-line reason.
+written, ``../`` and absolute ones included), every video (:mod:`medvl.data.validate_video`:
+frame files checked like images and of one size, volumes and series present and, when decoding
+or counting tokens, readable) and, with a model's processor, the exact token length with image
+and video tokens against ``max_length`` -- so no record can later be cut through its image or
+video tokens: such a record is refused (``too_long``), never truncated. Valid records are kept;
+every problem gets a stable code and a one-line reason.
 """
 
 from __future__ import annotations
@@ -19,10 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medvl.data.images import ImageCheck, ImageHeader, inspect_image, record_image_paths
+from medvl.data.images import (
+    ImageCheck,
+    ImageHeader,
+    inspect_image,
+    record_image_paths,
+    record_video_paths,
+)
 from medvl.data.jsonl import check_jsonl
 from medvl.data.record import Record
-from medvl.data.tokens import TokenCounter
+from medvl.data.tokens import TokenCounter, VideoShape
+from medvl.data.validate_video import VideoShapes, record_video_issues
 from medvl.progress import ProgressFn
 
 #: Below this many images to decode, one process beats starting a pool (header reads never
@@ -60,6 +70,11 @@ class ValidationResult:
     problems: list[Problem] = field(default_factory=list)
     token_lengths: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Per counted record: its image tokens and its video tokens (parts of ``token_lengths``).
+    image_tokens: dict[str, int] = field(default_factory=dict)
+    video_tokens: dict[str, int] = field(default_factory=dict)
+    #: Per record whose videos were all measured: (frames, width, height) of each video.
+    video_shapes: dict[str, list[VideoShape]] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         """JSON-ready report: counts by problem code, each problem, token-length summary."""
@@ -146,8 +161,9 @@ def validate_jsonl(
 ) -> ValidationResult:
     """Validate every record of ``path``; see the module docstring for the checks.
 
-    ``progress(done, total)`` is called as the images are checked (the slow part: one file
-    read, or decode, per image), counting distinct images."""
+    ``progress(done, total)`` is called as the images and frame files are checked (the slow
+    part: one file read, or decode, per file), counting distinct files. Volumes and series are
+    read (:func:`medvl.data.volumes.load_frames`) with ``decode_images`` or a ``counter``."""
     path = Path(path)
     allow_absolute = root is None  # without an explicit root, paths are read as written
     root = Path(root) if root is not None else path.parent
@@ -159,6 +175,7 @@ def validate_jsonl(
         "check_images": check_images,
         "root": str(root),
         "pixel_budget": vars(counter.budget) if counter else None,
+        "video_budget": vars(counter.video_budget) if counter and counter.video_budget else None,
     }
     for p in checked.problems:
         code = {"<json>": "invalid_json", "id": "duplicate_id"}.get(p.field, "schema")
@@ -171,12 +188,11 @@ def validate_jsonl(
             result.problems.append(Problem(found[0], record.id, line, found[1], found[2]))
         else:
             candidates.append(record)
-    sizes = _image_sizes(
+    sizes = _media_sizes(
         candidates,
         path,
         (root, allow_absolute),
-        check_images,
-        decode_images,
+        (check_images, decode_images, counter is not None),
         workers,
         result,
         progress,
@@ -196,23 +212,37 @@ def validate_jsonl(
     return result
 
 
-def _image_sizes(
+def _media_sizes(
     records: list[Record],
     path: Path,
     root: tuple[Path, bool],
-    check: bool,
-    decode: bool,
+    modes: tuple[bool, bool, bool],
     workers: int | None,
     result: ValidationResult,
     progress: ProgressFn | None = None,
 ) -> dict[str, list[tuple]]:
-    """Each usable record's image sizes; image problems go to ``result``."""
+    """Each usable record's image sizes (its video shapes go to ``result.video_shapes``);
+    image and video problems go to ``result``. ``modes``: (check files, decode, count)."""
+    check, decode, counting = modes
     resolved = {
         r.id: list(record_image_paths(r, path.parent, root[0], allow_absolute=root[1]))
         for r in records
     }
-    unique = sorted({p for items in resolved.values() for _, p, c in items if c is None})
-    info = _inspect_all(unique, decode, workers or os.cpu_count() or 1, progress) if check else {}
+    videos = {
+        r.id: list(record_video_paths(r, path.parent, root[0], allow_absolute=root[1]))
+        for r in records
+        if r.videos
+    }
+    unique = {p for items in resolved.values() for _, p, c in items if c is None}
+    unique |= {  # frame files are inspected like images, in the same pass
+        p
+        for r in records
+        for i, _, p, c in videos.get(r.id, [])
+        if c is None and r.videos[i].frames is not None
+    }
+    jobs = sorted(unique)
+    info = _inspect_all(jobs, decode, workers or os.cpu_count() or 1, progress) if check else {}
+    shapes = VideoShapes(path.parent)
     sizes: dict[str, list[tuple]] = {}
     for record in records:
         record_sizes, bad = [], False
@@ -232,6 +262,22 @@ def _image_sizes(
                     )
                 )
             record_sizes.append((header.width, header.height) if header else None)
+        if record.videos:
+            found, issues = record_video_issues(
+                record,
+                videos[record.id],
+                shapes,
+                lambda p: info.get(p, (None, None)),
+                check=check,
+                read=decode or counting,
+            )
+            for issue in issues:
+                result.problems.append(
+                    Problem(issue.code, record.id, None, issue.field, issue.message)
+                )
+            bad = bad or bool(issues)
+            if found is not None:
+                result.video_shapes[record.id] = found
         if not bad:
             sizes[record.id] = record_sizes
     return sizes
@@ -244,10 +290,20 @@ def _count_tokens(
     max_length: int | None,
     result: ValidationResult,
 ) -> None:
-    known = [r for r in records if all(size is not None for size in sizes[r.id])]
-    lengths = counter.count_many(known, [sizes[r.id] for r in known])  # skipped checks: no sizes
-    for record, length in zip(known, lengths, strict=True):
+    known = [  # skipped checks: no sizes, no count
+        r
+        for r in records
+        if all(size is not None for size in sizes[r.id])
+        and (not r.videos or r.id in result.video_shapes)
+    ]
+    shapes = [result.video_shapes.get(r.id, []) for r in known]
+    lengths = counter.count_many(known, [sizes[r.id] for r in known], shapes)
+    for record, length, video_shapes in zip(known, lengths, shapes, strict=True):
         result.token_lengths[record.id] = length
+        result.image_tokens[record.id] = sum(
+            counter.budget.image_tokens(w, h) for w, h in sizes[record.id]
+        )
+        result.video_tokens[record.id] = sum(map(counter.video_tokens, video_shapes))
         if max_length is not None and length > max_length:
             result.problems.append(
                 Problem(
@@ -255,7 +311,23 @@ def _count_tokens(
                     record.id,
                     None,
                     "messages",
-                    f"{length} tokens with image tokens, above max_length {max_length}; raise "
-                    "max_length, lower max_pixels or drop the record (never cut image tokens)",
+                    _too_long(length, max_length, result.video_tokens[record.id], video_shapes),
                 )
             )
+
+
+def _too_long(length: int, max_length: int, video_tokens: int, shapes: list[VideoShape]) -> str:
+    """The ``too_long`` message: what is long and the fixes, never a cut."""
+    if not shapes:
+        return (
+            f"{length} tokens with image tokens, above max_length {max_length}; raise "
+            "max_length, lower max_pixels or drop the record (never cut image tokens)"
+        )
+    frames = " + ".join(str(n) for n, _, _ in shapes)
+    return (
+        f"{length} tokens, {video_tokens} of them for {len(shapes)} video(s) of {frames} "
+        f"frame(s), above max_length {max_length}; a video is never cut: use fewer slices "
+        "(a smaller sample.n, a larger sample.every_mm, a slab, or fewer frames), a smaller "
+        "video pixel budget (the video processor's max_pixels), raise max_length, or drop "
+        "the record"
+    )

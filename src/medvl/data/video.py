@@ -25,9 +25,13 @@ into RGB frames in order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 VIDEO_PLACEHOLDER = "<video>"
 AXES = ("axial", "coronal", "sagittal")
@@ -182,3 +186,51 @@ def _window(value: Any) -> str | tuple[float, float] | None:
     ):
         return (float(value[0]), float(value[1]))
     raise VideoFieldError("window", f"must be a preset name or [center, width > 0], got {value!r}")
+
+
+#: Frames per second told to the video processor. Slices have no time; Qwen-VL needs a rate for
+#: Qwen2.5-VL's ``second_per_grid_ts`` and Qwen3-VL's timestamp text. 2.0 is the rate
+#: qwen-vl-utils and vLLM assume for a list of frames, so a volume costs the same tokens and
+#: reads the same prompt in training, inference and a vLLM server.
+VIDEO_FPS = 2.0
+
+
+def processor_video_kwargs(frame_counts: list[int]) -> dict[str, Any]:
+    """Keyword arguments for ``processor(..., videos=...)``: every frame kept as given
+    (``do_sample_frames=False``) and metadata at :data:`VIDEO_FPS`, one entry per video."""
+    metadata = [
+        {"fps": VIDEO_FPS, "total_num_frames": n, "frames_indices": list(range(n))}
+        for n in frame_counts
+    ]
+    return {"do_sample_frames": False, "video_metadata": metadata}
+
+
+def temporal_patch_size(processor: Any) -> int:
+    """Frames per temporal patch of the processor's video processor (2 for every Qwen-VL)."""
+    return int(getattr(processor.video_processor, "temporal_patch_size", 2) or 2)
+
+
+def pad_video_frames(frames: Sequence[Image.Image], min_frames: int = 2) -> list[Image.Image]:
+    """``frames`` with the last one repeated up to ``min_frames`` (one slice -> two)."""
+    frames = list(frames)
+    if not frames:
+        raise ValueError("a video needs at least one frame")
+    return frames + [frames[-1]] * max(0, min_frames - len(frames))
+
+
+def video_call_kwargs(processor: Any, videos: Sequence[Sequence[Image.Image]]) -> dict[str, Any]:
+    """The keyword arguments that give ``videos`` (frame lists, in placeholder order) to a
+    Qwen-VL processor call: ``processor(text=..., images=..., **video_call_kwargs(p, videos))``.
+
+    Returns ``{}`` without videos, so it can be splatted into every call.
+    """
+    if not videos:
+        return {}
+    min_frames = temporal_patch_size(processor)
+    padded = [pad_video_frames(frames, min_frames) for frames in videos]
+    cap = getattr(processor.video_processor, "cap_pixels_per_frame", None)
+    return {
+        "videos": padded,
+        **processor_video_kwargs([len(frames) for frames in padded]),
+        "cap_pixels_per_frame": bool(cap),
+    }

@@ -5,7 +5,11 @@ directly, so the same code runs on a local Hugging Face model (:mod:`medvl.infer
 on any OpenAI-compatible server such as vLLM (:mod:`medvl.infer.openai_engine`).
 
 A :class:`ChatRequest` holds chat-template messages whose image parts are ``{"type": "image"}``
-(the form :func:`medvl.data.tokens.chat_messages` produces) plus the images in the same order.
+and video parts ``{"type": "video"}`` (the form :func:`medvl.data.tokens.chat_messages`
+produces) plus the images and the videos, each in message order. A video is a CT/MRI volume,
+a DICOM series or any ordered list of frames; a record's videos stay unread
+(:class:`VideoRef`) until the engine prepares the request, so a long prediction run never holds
+more than the batches in flight.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from medvl.errors import ConfigError, MedvlError
 
 if TYPE_CHECKING:
     from medvl.data.record import Record
+    from medvl.data.video import VideoSpec
 
 FINISH_REASONS = ("stop", "length", "error")
 
@@ -85,17 +90,63 @@ class GenerationSettings:
         return kwargs
 
 
+@dataclass(frozen=True)
+class VideoRef:
+    """A video entry of a record, read (sampled, windowed) only when :func:`load_video` asks."""
+
+    spec: VideoSpec
+    base_dir: Path
+
+    def describe(self) -> str:
+        """A short label for messages: the first path of the entry."""
+        paths = self.spec.paths(self.base_dir)
+        more = f" (+{len(paths) - 1} frames)" if len(paths) > 1 else ""
+        return f"{paths[0]}{more}" if paths else self.spec.kind
+
+
+def load_video(video: Any) -> list[Any]:
+    """The frames of one request video as RGB ``PIL`` images of one size, in order.
+
+    ``video`` is a :class:`VideoRef` (read with :func:`medvl.data.volumes.load_frames`) or a
+    sequence of frames, each a ``PIL.Image`` or an image file path."""
+    from PIL import Image
+
+    from medvl.data.medimage import load_image
+
+    if isinstance(video, VideoRef):
+        from medvl.data.volumes import load_frames
+
+        frames = load_frames(video.spec, video.base_dir)
+        label = video.describe()
+    elif isinstance(video, list | tuple):
+        frames = [f.convert("RGB") if isinstance(f, Image.Image) else load_image(f) for f in video]
+        label = "the video"
+    else:
+        raise InferenceError(f"a video must be a list of frames or a record entry, got {video!r}")
+    if not frames:
+        raise InferenceError(f"{label}: the video has no frames")
+    sizes = sorted({frame.size for frame in frames})
+    if len(sizes) > 1:
+        raise InferenceError(
+            f"{label}: the frames of one video must share one size, got "
+            f"{', '.join(f'{w}x{h}' for w, h in sizes[:4])}; resize the slices to one size"
+        )
+    return frames
+
+
 @dataclass
 class ChatRequest:
-    """One conversation to continue: template messages plus their images, in order.
+    """One conversation to continue: template messages plus their images and videos, in order.
 
     ``images`` holds file paths (read with :func:`medvl.data.medimage.load_image`, so DICOM and
-    NIfTI work) or decoded ``PIL.Image`` pictures.
+    NIfTI work) or decoded ``PIL.Image`` pictures. ``videos`` holds :class:`VideoRef` entries
+    or lists of frames (paths or pictures); see :func:`load_video`.
     """
 
     messages: list[dict[str, Any]]
     images: list[Any] = field(default_factory=list)
     id: str = ""
+    videos: list[Any] = field(default_factory=list)
 
     @classmethod
     def from_record(cls, record: Record, base_dir: str | Path) -> ChatRequest:
@@ -106,6 +157,7 @@ class ChatRequest:
             messages=chat_messages(record, with_answer=False),
             images=list(record.image_paths(base_dir)),
             id=record.id,
+            videos=[VideoRef(spec, Path(base_dir)) for spec in record.videos],
         )
 
     @classmethod
@@ -116,24 +168,31 @@ class ChatRequest:
         *,
         system: str | None = None,
         id: str = "",
+        videos: Sequence[Any] = (),
     ) -> ChatRequest:
-        """A single-turn request: the images first, then the question (as Qwen-VL is trained)."""
+        """A single-turn request: the images, then the videos, then the question (as Qwen-VL
+        is trained: media before text)."""
         parts: list[dict[str, Any]] = [{"type": "image"} for _ in images]
+        parts += [{"type": "video"} for _ in videos]
         parts.append({"type": "text", "text": question})
         messages = [{"role": "user", "content": parts}]
         if system:
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
-        return cls(messages=messages, images=list(images), id=id)
+        return cls(messages=messages, images=list(images), id=id, videos=list(videos))
 
-    def image_part_count(self) -> int:
-        """How many ``{"type": "image"}`` parts the messages hold (must equal ``len(images)``)."""
+    def part_count(self, kind: str) -> int:
+        """How many ``{"type": kind}`` parts the messages hold."""
         return sum(
             1
             for message in self.messages
             if isinstance(message.get("content"), list)
             for part in message["content"]
-            if part.get("type") == "image"
+            if part.get("type") == kind
         )
+
+    def image_part_count(self) -> int:
+        """How many ``{"type": "image"}`` parts the messages hold (must equal ``len(images)``)."""
+        return self.part_count("image")
 
     def check(self) -> str | None:
         """A one-line reason this request cannot run, or None."""
@@ -142,6 +201,9 @@ class ChatRequest:
         parts = self.image_part_count()
         if parts != len(self.images):
             return f"{parts} image part(s) in the messages but {len(self.images)} image(s) given"
+        videos = self.part_count("video")
+        if videos != len(self.videos):
+            return f"{videos} video part(s) in the messages but {len(self.videos)} video(s) given"
         return None
 
 

@@ -9,6 +9,8 @@ Why each step is the way it is:
 * **Processed pixels cached per image file** (:mod:`medvl.infer.image_cache`): a second prompt
   or a second model of the same family over the same images skips decoding and resizing; the
   inputs are exactly the processor's. Bounded LRU, ``MEDVL_IMAGE_CACHE_MB`` (default 2048).
+  Requests with videos (volumes, series, frame lists) go through the processor whole: their
+  frames are read, sampled and windowed per request, and not cached.
 * **Length-sorted batches.** Prepared requests are buffered in windows of ``lookahead``
   batches and sorted by token length, so a batch pads little.
 * **Left padding.** Every prompt ends where generation starts; the attention mask and Qwen-VL's
@@ -47,6 +49,7 @@ from medvl.infer.image_cache import (
     settings_digest,
     shared_cache,
 )
+from medvl.infer.video_media import video_inputs
 from medvl.models.loading import LoadedModel, LoadOptions
 
 logger = logging.getLogger(__name__)
@@ -98,14 +101,19 @@ def prepare_request(
             request.messages, tokenize=False, add_generation_prompt=True
         )
         digest = settings_digest(processor) if cache is not None and cache.enabled else None
-        if digest is not None and request.images:
+        if digest is not None and request.images and not request.videos:
             encoded = encode_cached(processor, prompt, request.images, cache, digest)
         else:
             images = [
                 image.convert("RGB") if isinstance(image, Image.Image) else load_image(image)
                 for image in request.images
             ]
-            encoded = processor(text=[prompt], images=images or None, return_tensors="pt")
+            encoded = processor(
+                text=[prompt],
+                images=images or None,
+                return_tensors="pt",
+                **video_inputs(processor, request.videos),
+            )
     except Exception as exc:  # a bad image or message fails this request only
         return Prepared(index, request, error=_reason(exc))
     return Prepared(index, request, prompt=prompt, inputs=dict(encoded))

@@ -10,7 +10,9 @@ Memory is bounded before any pixel is decoded, because a 97 KB PNG can claim 900
 request whose images together exceed the per-request pixel budget, lets only a few requests
 decode at once (a semaphore), decodes JPEGs at reduced size (``Image.draft``) and shrinks each
 picture to the processor's pixel budget right after decoding, so what waits for the model is
-never larger than what the model would see.
+never larger than what the model would see. Video frames sent as image URLs share the same
+checks and budget; a volume path's sampled frames count against it once read
+(:meth:`ImageLoader.load_all`).
 """
 
 from __future__ import annotations
@@ -109,25 +111,76 @@ class ImageLoader:
 
     def load(self, images: Sequence[tuple[str, Any]]) -> list[Any]:
         """RGB pictures for ``(where, url)`` pairs; :class:`ImageInputError` names ``where``."""
-        if not images:
-            return []
+        return self.load_all(images, [])[0]
+
+    def load_all(
+        self, images: Sequence[tuple[str, Any]], videos: Sequence[Any]
+    ) -> tuple[list[Any], list[list[Any]]]:
+        """The request's pictures and, per video (a
+        :class:`~medvl.infer.video_media.VideoSource`), its frames.
+
+        Images and frame-list frames share one pixel budget, checked from headers before any
+        decoding; a volume path (under the image root) is read with its own sampling, and its
+        decoded frames count against the same budget before they are kept."""
+        frames = [
+            (f"{video.where}.frames[{i}]", url)
+            for video in videos
+            if video.path is None
+            for i, url in enumerate(video.frames)
+        ]
+        if not images and not frames and not videos:
+            return [], []
         with tempfile.TemporaryDirectory(prefix="medvl-img-") as folder:
             sources = [
                 self._source(where, url, Path(folder) / str(i))
-                for i, (where, url) in enumerate(images)
+                for i, (where, url) in enumerate([*images, *frames])
             ]
-            total = sum(s.pixels for s in sources)
-            if total > self.max_request_pixels:
-                sizes = ", ".join(f"{s.width}x{s.height}" for s in sources[:4])
-                more = ", ..." if len(sources) > 4 else ""
-                raise ImageInputError(
-                    f"the request's {len(sources)} image(s) ({sizes}{more}) hold {total:,} "
-                    f"pixels, above this server's limit of {self.max_request_pixels:,} pixels per "
-                    "request (medvl serve --max-request-pixels); downscale the images or send "
-                    "fewer per request"
-                )
-            with self._slots:
-                return [self._decode(source) for source in sources]
+            self._check_pixels(sum(s.pixels for s in sources), sources)
+            volumes = {id(v): self._volume_spec(v) for v in videos if v.path}
+            with self._slots:  # volumes first: their pixels are known only once read
+                read = {id(v): self._read_volume(v, volumes[id(v)]) for v in videos if v.path}
+                total = sum(s.pixels for s in sources)
+                total += sum(f.width * f.height for fs in read.values() for f in fs)
+                self._check_pixels(total, sources)
+                decoded = [self._decode(source) for source in sources]
+        pictures, rest = decoded[: len(images)], iter(decoded[len(images) :])
+        clips = [
+            [self._shrink(f) for f in read[id(v)]] if v.path else [next(rest) for _ in v.frames]
+            for v in videos
+        ]
+        return pictures, clips
+
+    def _check_pixels(self, total: int, sources: Sequence[ImageSource]) -> None:
+        if total <= self.max_request_pixels:
+            return
+        sizes = ", ".join(f"{s.width}x{s.height}" for s in sources[:4])
+        more = ", ..." if len(sources) > 4 else ""
+        raise ImageInputError(
+            f"the request's images and video frames ({sizes}{more}) hold {total:,} "
+            f"pixels, above this server's limit of {self.max_request_pixels:,} pixels per "
+            "request (medvl serve --max-request-pixels); downscale the images or send "
+            "fewer per request"
+        )
+
+    def _volume_spec(self, video: Any) -> Any:
+        """The record entry for a video part's local path (under the image root only)."""
+        from medvl.infer.video_media import VideoInputError, video_spec
+
+        try:
+            path, _ = _locate(video.path, self.image_root, Path("/nonexistent"))
+            return video_spec(path, video.options)
+        except ImageInputError as exc:
+            raise ImageInputError(f"{video.where}: {exc}", exc.status) from None
+        except VideoInputError as exc:
+            raise ImageInputError(f"{video.where}: {exc}") from None
+
+    def _read_volume(self, video: Any, spec: Any) -> list[Any]:
+        from medvl.data.volumes import load_frames
+
+        try:
+            return load_frames(spec, "/")
+        except MedvlError as exc:
+            raise ImageInputError(f"{video.where}: {exc}") from None
 
     def _source(self, where: str, url: Any, spill: Path) -> ImageSource:
         from medvl.data.images import image_header

@@ -9,6 +9,8 @@ stays unreachable stops the run, and resumable prediction picks up where it stop
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import os
 import time
@@ -23,15 +25,30 @@ from medvl.infer.engine import (
     GenerationSettings,
     InferenceError,
     TokenStream,
+    load_video,
 )
 from medvl.infer.media import image_to_data_url
 
 logger = logging.getLogger(__name__)
 
 
+def video_to_data_url(video: Any) -> str:
+    """vLLM's frame-list video URL, ``data:video/jpeg;base64,<frame>,<frame>,...``, of a request
+    video (:func:`~medvl.infer.engine.load_video`), which medvl serve also accepts. JPEG at
+    quality 95: the only frame format vLLM reads from a data URL."""
+    frames = []
+    for frame in load_video(video):
+        buffer = io.BytesIO()
+        frame.save(buffer, format="JPEG", quality=95)
+        frames.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return "data:video/jpeg;base64," + ",".join(frames)
+
+
 def openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    """The request in OpenAI chat form: image parts become PNG data URLs, in order."""
+    """The request in OpenAI chat form: image parts become PNG data URLs and video parts
+    ``video_url`` frame lists (:func:`video_to_data_url`), in order."""
     images = iter(request.images)
+    videos = iter(request.videos)
     messages = []
     for message in request.messages:
         content = message["content"]
@@ -43,6 +60,9 @@ def openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
             if part.get("type") == "image":
                 url = image_to_data_url(next(images))
                 parts.append({"type": "image_url", "image_url": {"url": url}})
+            elif part.get("type") == "video":
+                url = video_to_data_url(next(videos))
+                parts.append({"type": "video_url", "video_url": {"url": url}})
             elif part.get("type") == "text":
                 parts.append({"type": "text", "text": part["text"]})
         if message["role"] != "user" and all(p["type"] == "text" for p in parts):

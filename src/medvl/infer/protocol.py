@@ -2,7 +2,11 @@
 
 Kept apart from the web framework so the rules (which fields, which limits, which status code)
 are plain functions with plain tests. Requests carry images as ``image_url`` parts holding a
-data URL or, when the server has an image root, a file path under it.
+data URL or, when the server has an image root, a file path under it; and videos (a CT/MRI
+volume, a DICOM series, ordered slices) as ``video_url`` parts, vLLM's form (a
+``data:video/jpeg;base64,<frame>,<frame>,...`` frame list, or a volume/series/slice-folder
+path under the image root with optional ``n``, ``axis``, ``window``, ``uid``), or as
+``{"type": "video", "video": [image URL, ...]}`` frame lists (:mod:`medvl.infer.video_media`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from typing import Any
 from medvl.errors import MedvlError
 from medvl.infer.engine import ChatRequest, Generation, GenerationSettings
 from medvl.infer.media import MAX_REQUEST_PIXELS, ImageInputError, ImageLoader
+from medvl.infer.video_media import (
+    MAX_REQUEST_FRAMES,
+    VideoInputError,
+    parse_video_part,
+    request_frames,
+)
 
 ROLES = ("system", "user", "assistant")
 
@@ -46,6 +56,8 @@ class ServerConfig:
     image_root: Path | None = None
     max_body_bytes: int = 20 * 2**20
     max_images: int = 8
+    #: Video frames one request may hold, over all its videos (a volume path counts its ``n``).
+    max_video_frames: int = MAX_REQUEST_FRAMES
     max_new_tokens_limit: int = 4096
     defaults: GenerationSettings = field(default_factory=lambda: GenerationSettings(512))
     #: Sum of image pixels (from headers) one request may hold.
@@ -122,35 +134,48 @@ def parse_chat_request(
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError("stream must be true or false", param="stream")
-    messages, urls = _parse_messages(body.get("messages"), config)
+    messages, urls, videos = _parse_messages(body.get("messages"), config)
     settings = _parse_settings(body, config)
     try:
-        images = (loader or config.image_loader()).load(urls)
+        videos = request_frames(videos, config.max_video_frames)
+    except VideoInputError as exc:
+        raise RequestError(str(exc), param="messages", code="invalid_video") from None
+    try:
+        images, clips = (loader or config.image_loader()).load_all(urls, videos)
     except ImageInputError as exc:
         raise RequestError(str(exc), exc.status, param="messages", code="invalid_image") from None
-    request = ChatRequest(messages=messages, images=images, id=f"chatcmpl-{uuid.uuid4().hex}")
+    request = ChatRequest(
+        messages=messages, images=images, id=f"chatcmpl-{uuid.uuid4().hex}", videos=clips
+    )
     return ParsedRequest(request, settings, stream)
 
 
-def _parse_messages(raw: Any, config: ServerConfig) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Template messages, and the ``(where, url)`` of each image part (not decoded yet)."""
+def _parse_messages(
+    raw: Any, config: ServerConfig
+) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
+    """Template messages, the ``(where, url)`` of each image part and the source of each video
+    part (nothing decoded yet)."""
     if not isinstance(raw, list) or not raw:
         raise RequestError("messages must be a non-empty list", param="messages")
-    messages, images = [], []
+    messages: list[dict[str, Any]] = []
+    images: list[Any] = []
+    videos: list[Any] = []
     for i, message in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise RequestError(
                 f"{where} must be an object with role system, user or assistant", param=where
             )
-        parts = _parse_content(message.get("content"), where, images, config)
+        parts = _parse_content(message.get("content"), where, images, videos, config)
         messages.append({"role": message["role"], "content": parts})
     if not any(m["role"] == "user" for m in messages):
         raise RequestError("messages must hold at least one user message", param="messages")
-    return messages, images
+    return messages, images, videos
 
 
-def _parse_content(content: Any, where: str, images: list, config: ServerConfig) -> list[dict]:
+def _parse_content(
+    content: Any, where: str, images: list, videos: list, config: ServerConfig
+) -> list[dict]:
     if content is None or isinstance(content, str):
         return [{"type": "text", "text": content or ""}]
     if not isinstance(content, list):
@@ -171,8 +196,14 @@ def _parse_content(content: Any, where: str, images: list, config: ServerConfig)
             image_url = part.get("image_url")
             images.append((at, image_url.get("url") if isinstance(image_url, dict) else image_url))
             parts.append({"type": "image"})
+        elif kind in ("video_url", "video"):
+            try:
+                videos.append(parse_video_part(part, at))
+            except VideoInputError as exc:
+                raise RequestError(str(exc), param=at, code="invalid_video") from None
+            parts.append({"type": "video"})
         else:
-            raise RequestError(f"{at} must be a text or image_url part", param=at)
+            raise RequestError(f"{at} must be a text, image_url, video_url or video part", param=at)
     return parts
 
 

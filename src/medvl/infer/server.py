@@ -9,8 +9,9 @@ a worker thread; the engine serialises requests to one model. Plain requests arr
 greedy outputs unchanged); streamed requests run one at a time.
 
 Budgets keep one request from taking the server down (README, "Reliability limits"): body
-size (413), images per request and pixels per request read from image headers before anything
-is decoded (400), concurrent decodes (a semaphore), prompt tokens against ``--max-prompt-tokens``
+size (413), images per request, video frames per request (``--max-video-frames``; a volume
+path counts its ``n``) and pixels per request read from image headers before anything is
+decoded (400), concurrent decodes (a semaphore), prompt tokens against ``--max-prompt-tokens``
 and the model's context (400), and a request timeout that also cancels generation (504).
 """
 
@@ -76,13 +77,15 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
 
     def parse(body: Any) -> Any:
         parsed = parse_chat_request(body, config, loader)
-        tokens = prompt_tokens(engine, parsed.request)
+        item = None
+        if parsed.request.videos and callable(getattr(engine, "prepare", None)):
+            item = _prepare(engine, parsed.request)  # exact video tokens: the processor's own
+            tokens = item.length
+        else:
+            tokens = prompt_tokens(engine, parsed.request)
         check_prompt(tokens, parsed.settings, context, config.max_prompt_tokens)
         if batcher is not None and not parsed.stream:  # build model inputs in this thread
-            item = engine.prepare(0, parsed.request)
-            if item.error is not None:
-                raise RequestError(f"the request could not be answered: {item.error}")
-            return parsed, item
+            return parsed, item or _prepare(engine, parsed.request)
         return parsed, None
 
     _add_error_handlers(app)
@@ -120,6 +123,14 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
         return completion_body(generation, config.model_name, parsed.request.id)
 
     return app
+
+
+def _prepare(engine: Engine, request: Any) -> Any:
+    """The request's model inputs (``engine.prepare``), or 400 naming why they cannot be made."""
+    item = engine.prepare(0, request)
+    if item.error is not None:
+        raise RequestError(f"the request could not be answered: {item.error}")
+    return item
 
 
 def _start_stream(

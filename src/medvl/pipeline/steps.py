@@ -57,11 +57,29 @@ def _check_keys(step: Step, allowed: set[str] | frozenset[str]) -> None:
 def run_phantom(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:
     from medvl.data.phantom import generate_phantom
 
-    _check_keys(step, {"n", "seed"})
+    if _get(step, "volumes", False, bool):
+        return _run_phantom_volumes(step)
+    _check_keys(step, {"n", "seed", "volumes"})
     summary = generate_phantom(
         step.out, n=_get(step, "n", 600, int), seed=_get(step, "seed", 0, int)
     )
     return {"counts": summary.counts}
+
+
+def _run_phantom_volumes(step: Step) -> dict[str, Any]:
+    """``with: {volumes: true, n, seed, slices, size, volume_format}``: the 3-D phantom."""
+    from medvl.data.phantom_volumes import generate_phantom_volumes
+
+    _check_keys(step, {"volumes", "n", "seed", "slices", "size", "volume_format"})
+    summary = generate_phantom_volumes(
+        step.out,
+        n=_get(step, "n", 200, int),
+        seed=_get(step, "seed", 0, int),
+        slices=_get(step, "slices", 16, int),
+        size=_get(step, "size", 64, int),
+        volume_format=_get(step, "volume_format", "nifti", str),
+    )
+    return {"volumes": summary.n, "patients": summary.patients, "answers": summary.answers}
 
 
 def run_tiny(step: Step, progress: ProgressMaker | None = None) -> dict[str, Any]:

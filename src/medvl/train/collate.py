@@ -9,7 +9,8 @@ Packing follows the facts measured with transformers 5.23 (../shared/notes/packi
 per-sample multimodal rope positions from the model's own ``get_rope_index``. No 2-D attention
 mask is passed (it would disable the detection), a row is padded with a segment whose positions
 restart at 0 and whose labels are -100, each sample's first label is -100 (no sample learns to
-predict the next one's first token), and ``pixel_values``/``image_grid_thw`` follow token order.
+predict the next one's first token), and ``pixel_values``/``image_grid_thw`` (and the video
+tensors ``pixel_values_videos``/``video_grid_thw``/``second_per_grid_ts``) follow token order.
 The text model's cache must be off (``use_cache=False``), or packing is not detected.
 """
 
@@ -42,16 +43,23 @@ def balance_rows(lengths: Sequence[int], rows: int) -> list[list[int]]:
 
 
 def sample_positions(sample: Sample, rope_index: RopeIndexFn) -> torch.Tensor:
-    """The (4, T) positions of one sample: text positions, then its 3 multimodal rope rows."""
+    """The (4, T) positions of one sample: text positions, then its 3 multimodal rope rows
+    (images and videos: ``get_rope_index`` with both grids, and Qwen2.5-VL's seconds per
+    temporal patch)."""
     n = len(sample)
     text = torch.arange(n, dtype=torch.long)
-    if sample.image_grid_thw is None:
+    if sample.image_grid_thw is None and sample.video_grid_thw is None:
         rope = text.expand(3, n)
     else:
+        extra = {}
+        if sample.second_per_grid_ts is not None:  # only Qwen2.5-VL's rope takes it
+            extra["second_per_grid_ts"] = sample.second_per_grid_ts
         rope, _ = rope_index(
             sample.input_ids[None],
             sample.mm_token_type_ids[None],
             image_grid_thw=sample.image_grid_thw,
+            video_grid_thw=sample.video_grid_thw,
+            **extra,
         )
         rope = rope[:, 0, :]
     return torch.cat([text[None], rope.to(torch.long)], dim=0)

@@ -12,6 +12,8 @@ TRL's VLM path: each dataset row holds ``prompt`` (a conversation) and ``images`
 sampler repeats each prompt ``num_generations`` times in a row, every row is generated and
 scored on its own, and rewards receive every other column per completion, so any
 ``batch_size`` (completions per device) keeps each completion with its own prompt and answer.
+Videos are refused before the model loads: TRL 1.16 computes the policy's log-probabilities
+from image inputs only (``grpo_data.TRL_VIDEO_GAP``).
 
 Log-probabilities only where the loss is (issue 16): TRL 1.16 already does what medvl's SFT does
 with ``medvl.models.output_layer``, so medvl adds no override. ``GRPOTrainer.__init__`` patches
@@ -42,6 +44,7 @@ import torch
 from transformers import TrainerCallback, set_seed
 from transformers.integrations import TensorBoardCallback
 
+from medvl.data.jsonl import read_records
 from medvl.errors import ConfigError
 from medvl.models.loading import dtype_name, training_dtype
 from medvl.models.registry import FamilySpec, detect_family, lora_target_regex, part_of
@@ -54,7 +57,7 @@ from medvl.train.checkpoints import (
     resume_checkpoint,
 )
 from medvl.train.grpo_config import GRPOConfig
-from medvl.train.grpo_data import GRPOData, prepare_data
+from medvl.train.grpo_data import GRPOData, prepare_data, refuse_videos
 from medvl.train.grpo_monitor import LoggedReward, RewardLog
 from medvl.train.outputs import save_outputs
 from medvl.train.preflight import check_output_dir, screen_training_data
@@ -261,6 +264,7 @@ def run_grpo(
     check_vllm(config)
     out = check_output_dir(config.output_dir)  # before the model loads: fail in seconds
     bad_images = screen_training_data(config.data.train, config.data.on_bad_image)
+    refuse_videos(Path(config.data.train), read_records(config.data.train))  # before loading
     set_seed(config.seed)  # LoRA weights are initialised before the Trainer seeds anything
     model, processor, start, adapter = load_policy(config)
     data = prepare_data(config, processor, skip=bad_images)

@@ -10,6 +10,11 @@ TRL reads, per row: ``prompt`` (conversation with ``{"type": "image"}`` blocks) 
 (PIL images, loaded lazily with :func:`medvl.data.medimage.load_image`, so DICOM/NIfTI work);
 every other column (``id``, ``answer``, ``options``, ``answer_type``, ``lang``, ``question``)
 reaches the reward functions as a keyword argument.
+
+Records with videos are refused (:func:`refuse_videos`): TRL 1.16 generates from a video
+prompt but computes the policy's log-probabilities without the video (:data:`TRL_VIDEO_GAP`;
+measured: its training forward gets no ``pixel_values_videos``, ``video_grid_thw`` or
+``mm_token_type_ids``, and the run finishes without an error).
 """
 
 from __future__ import annotations
@@ -125,6 +130,28 @@ def _refuse_empty(path: Path, n: int, rejected: dict[str, list[str]], rewards: l
     )
 
 
+#: Why GRPO refuses videos (TRL 1.16's ``GRPOTrainer``; see :func:`refuse_videos`).
+TRL_VIDEO_GAP = (
+    "TRL's GRPOTrainer (1.16) generates from the video but scores the completions without it: "
+    "it rebuilds the policy's forward inputs with processor(images=..., text=...) and no "
+    "videos, and its log-probability forward takes pixel_values/image_grid_thw but never "
+    "pixel_values_videos/video_grid_thw, so the loss would see only the video's placeholder "
+    "tokens"
+)
+
+
+def refuse_videos(path: Path, records: list[Record]) -> None:
+    """Raise a :class:`MedvlError` naming the records with videos: GRPO cannot train on them."""
+    with_videos = [r.id for r in records if r.videos]
+    if with_videos:
+        raise MedvlError(
+            f"{path}: {len(with_videos)} record(s) have videos (e.g. "
+            f"{', '.join(with_videos[:3])}); GRPO cannot train on videos yet: {TRL_VIDEO_GAP}. "
+            "Leave them out of the GRPO data (SFT trains on them), or give the slices as "
+            "images (one <image> placeholder per slice)"
+        )
+
+
 class PromptTransform:
     """Turns stored row indices into TRL rows (prompt, PIL images, reward columns) on access."""
 
@@ -164,6 +191,7 @@ def prepare_data(config: Any, processor: Any, *, skip: dict[str, str] | None = N
     ``skip``: ids dropped for an unusable image (``data.on_bad_image: skip``), with reasons."""
     path = Path(config.data.train)
     records = load_valid_records(path, skip)
+    refuse_videos(path, records)
     if config.data.max_train_samples:
         records = records[: config.data.max_train_samples]
     kept, rejected, lengths = select_records(records, path.parent, processor, config)

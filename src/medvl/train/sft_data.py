@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 class RecordDataset(torch.utils.data.Dataset):
-    """A map-style dataset of records, tokenized on access (images are read lazily)."""
+    """A map-style dataset of records, tokenized on access (images and video frames are read
+    lazily)."""
 
     def __init__(self, records: list[Record], base_dir: str | Path, builder: FeatureBuilder):
         self.records = records
@@ -30,6 +31,14 @@ class RecordDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def vision_kinds(self) -> tuple[str, ...]:
+        """Input kinds the vision tower runs on in this data: ``image`` always (a text-only
+        batch still joins the tower's collectives), ``video`` when any record has one. The
+        ZeRO-3 guard (:mod:`medvl.train.zero3_guard`) makes every batch call the tower once
+        per kind."""
+        return ("image", "video") if any(r.videos for r in self.records) else ("image",)
 
     def __getitem__(self, index: int) -> Sample:
         return self.builder(self.records[index], self.base_dir)

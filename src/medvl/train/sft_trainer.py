@@ -22,7 +22,7 @@ from medvl.train.callbacks import ThroughputCallback, check_finite
 from medvl.train.freeze import param_groups
 from medvl.train.loss import chunked_lm_loss, weighted_lm_loss
 from medvl.train.sft_config import SFTConfig
-from medvl.train.zero3_guard import dummy_vision_loss
+from medvl.train.zero3_guard import dummy_vision_loss, missing_vision_calls
 
 
 @dataclass
@@ -116,16 +116,17 @@ class MedvlSFTTrainer(Trainer):
         """
         ids = inputs.pop("sample_ids", [])
         self.sft_state.throughput.count(len(ids), int(inputs["input_ids"].numel()))
-        text_only = "pixel_values" not in inputs
         config = self.sft_state.config
+        kinds = getattr(self.train_dataset, "vision_kinds", ("image",))
+        calls = missing_vision_calls(inputs, kinds) if config.dummy_image_forward else 0
+        extra = dummy_vision_loss(model, calls) if calls else None  # before the model's forward
         if config.loss_impl == "chunked" and not return_outputs and has_output_layer(model):
             result = self._chunked_loss(model, inputs, num_items_in_batch, config.loss_average)
         elif config.loss_average == "token":
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         else:
             result = self._weighted_loss(model, inputs, return_outputs, config.loss_average)
-        if text_only and config.dummy_image_forward:
-            extra = dummy_vision_loss(model)
+        if extra is not None:
             result = (result[0] + extra, *result[1:]) if return_outputs else result + extra
         loss = result[0] if return_outputs else result
         check_finite(

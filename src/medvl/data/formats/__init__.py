@@ -128,9 +128,10 @@ _SPECS = (
     ),
     FormatSpec(
         "iu_xray",
-        "IU-Xray/OpenI reports (R2Gen annotation.json, openi-en/zh.json, jsonl/csv)",
+        "IU-Xray/OpenI reports (R2Gen annotation.json, openi-en/zh.json, Kaggle indiana_*.csv, "
+        "jsonl/csv)",
         read_iu_xray,
-        ("dataset", "prompt"),
+        ("dataset", "prompt", "views"),
     ),
 )
 FORMATS: MappingProxyType[str, FormatSpec] = MappingProxyType({s.name: s for s in _SPECS})

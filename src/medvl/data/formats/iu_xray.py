@@ -10,6 +10,19 @@ Accepted layouts:
   "caption": <report>}]}``, the image being ``<image_id>.png``.
 * A simple JSON list, JSON lines or CSV with an image column (``image``, ``images``,
   ``image_path``, ``image_id``) and a report column (``report``, ``findings``, ``caption``...).
+* The Kaggle OpenI release (``raddar/chest-xrays-indiana-university``): ``indiana_reports.csv``
+  (``uid``, ``MeSH``, ``Problems``, ``image``, ``indication``, ``comparison``, ``findings``,
+  ``impression``) and ``indiana_projections.csv`` (``uid``, ``filename``, ``projection``:
+  ``Frontal`` or ``Lateral``), images under ``images/images_normalized/``; pass the folder or
+  either CSV. The report is the findings then the impression.
+
+**Views.** A report with both a frontal and a lateral image becomes one two-image record
+(``<image>`` frontal, then ``<image>`` lateral), the way R2Gen and most IU-Xray report
+generation work reads a study; a report with a single image stays a single-image record.
+R2Gen's ``image_path`` lists are kept as published (they already hold both views). For the
+Kaggle layout, ``views=`` chooses: ``both`` (default: the first frontal and the first lateral
+image), ``frontal`` (the first frontal image only; reports without one are skipped) or ``all``
+(every image, frontal ones first); ``meta.views`` names each image's view.
 
 Each record asks, in the report's language (Chinese reports -> ``zh``), for the findings of the
 X-ray; the assistant turn and ``answer`` are the report; ``answer_type`` is ``open`` and
@@ -36,8 +49,9 @@ from medvl.data.formats.base import (
     text_field,
 )
 from medvl.data.formats.chat import image_list
-from medvl.data.formats.sources import any_rows, folder_file, load_document
+from medvl.data.formats.sources import any_rows, folder_file, load_document, table_rows
 from medvl.data.record import Record
+from medvl.errors import MedvlError
 
 PROMPTS = {
     "en": "Describe the findings of this chest X-ray as a radiology report.",
@@ -50,7 +64,12 @@ _SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def read_iu_xray(ctx: ReadContext) -> Iterator[Candidate | Skipped]:
-    """One candidate per report (an R2Gen annotation, an OpenI annotation list or a table)."""
+    """One candidate per report (an R2Gen annotation, an OpenI annotation list, the Kaggle
+    reports + projections tables, or a table)."""
+    kaggle = _kaggle_tables(ctx.input)
+    if kaggle is not None:
+        yield from _kaggle_candidates(ctx, *kaggle)
+        return
     what = "the R2Gen iu_xray folder, annotation.json, openi-*.json, or a .jsonl/.csv of reports"
     path = folder_file(ctx.input, ("annotation.json",), what)
     document = load_document(path) if path.suffix.lower() == ".json" else None
@@ -127,4 +146,97 @@ def _build(ctx: ReadContext, row: dict, record_id: str, dataset: str, split: str
         answer_type="open",
         question_type="report",
         meta={k: v for k, v in row.items() if k not in REPORT_FIELDS},
+    )
+
+
+# ---------------------------------------------------------------- Kaggle OpenI: two tables
+
+KAGGLE_REPORTS, KAGGLE_PROJECTIONS = "indiana_reports.csv", "indiana_projections.csv"
+VIEW_CHOICES = ("both", "frontal", "all")
+_KAGGLE_IMAGE_DIRS = ("images/images_normalized", "images_normalized", *IMAGE_DIRS)
+
+
+def _kaggle_tables(path: Path) -> tuple[Path, Path] | None:
+    """(reports, projections) when ``path`` is the Kaggle folder or one of its two tables."""
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name not in (KAGGLE_REPORTS, KAGGLE_PROJECTIONS):
+        return None
+    reports, projections = folder / KAGGLE_REPORTS, folder / KAGGLE_PROJECTIONS
+    if not reports.is_file():
+        return None
+    if not projections.is_file():
+        raise MedvlError(f"{folder}: {KAGGLE_REPORTS} needs {KAGGLE_PROJECTIONS} beside it")
+    return reports, projections
+
+
+def _kaggle_candidates(
+    ctx: ReadContext, reports: Path, projections: Path
+) -> Iterator[Candidate | Skipped]:
+    views = str(ctx.option("views") or "both")
+    if views not in VIEW_CHOICES:
+        raise MedvlError(f"option views={views!r}: use one of {', '.join(VIEW_CHOICES)}")
+    by_uid: dict[str, list[tuple[str, str]]] = {}
+    for item in table_rows(projections):
+        if isinstance(item, Skipped):
+            yield item
+            continue
+        row = item[1]
+        uid, name = str(row.get("uid", "")).strip(), str(row.get("filename", "")).strip()
+        if uid and name:
+            by_uid.setdefault(uid, []).append((name, str(row.get("projection", "")).strip()))
+    dataset = str(ctx.option("dataset") or "iu_xray")
+    split = split_label(ctx, reports, "train")
+    for item in table_rows(reports):
+        if isinstance(item, Skipped):
+            yield item
+            continue
+        key, row = item
+        uid = str(row.get("uid", "")).strip() or key
+        parts = [text_field(row, f, required=False) for f in ("findings", "impression")]
+        report = " ".join(p for p in parts if p)
+        row = {**row, "report": report, "image_views": by_uid.get(uid, [])}
+        build = partial(_build_kaggle, ctx, row, f"{dataset}-{uid}", dataset, split, views)
+        yield Candidate(f"{dataset}-{uid}", build, guess_lang(report), split)
+
+
+def pick_views(images: list[tuple[str, str]], views: str) -> list[tuple[str, str]]:
+    """``(file, projection)`` pairs kept for one report under ``views`` (see the module
+    docstring); an empty list when nothing fits."""
+    frontal = [i for i in images if i[1].lower() == "frontal"]
+    lateral = [i for i in images if i[1].lower() == "lateral"]
+    other = [i for i in images if i not in frontal and i not in lateral]
+    if views == "frontal":
+        return frontal[:1]
+    if views == "all":
+        return frontal + lateral + other
+    picked = frontal[:1] + lateral[:1]
+    return picked or images[:1]
+
+
+def _build_kaggle(
+    ctx: ReadContext, row: dict, record_id: str, dataset: str, split: str, views: str
+) -> Record:
+    report = text_field(row, "report")
+    images = row["image_views"]
+    if not images:
+        raise SkipRecord(f"no image of uid {row.get('uid')!r} in {KAGGLE_PROJECTIONS}")
+    chosen = pick_views(images, views)
+    if not chosen:
+        raise SkipRecord(f"no frontal image (views={views}); its views: {[v for _, v in images]}")
+    lang = guess_lang(report)
+    keep = ("uid", "MeSH", "Problems", "image", "indication", "comparison")
+    return qa_record(
+        record_id=record_id,
+        dataset=dataset,
+        split=split,
+        lang=lang,
+        images=[ctx.image(name, subdirs=_KAGGLE_IMAGE_DIRS) for name, _ in chosen],
+        question=ctx.option("prompt") or PROMPTS[lang],
+        answer=report,
+        answer_type="open",
+        question_type="report",
+        meta={
+            **{k: row[k] for k in keep if not is_missing(row.get(k))},
+            "views": [view.lower() or "unknown" for _, view in chosen],
+        },
     )

@@ -1,0 +1,161 @@
+"""Training runs on records with videos (ordered slices) and several images: SFT, both stages of
+the tiny recipes, completes with a finite loss; GRPO refuses videos before loading the model
+(TRL 1.16 cannot score them) and trains on multi-image records."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from medvl.config import load_config
+from medvl.data.jsonl import write_records
+from medvl.data.record import Record
+from medvl.errors import MedvlError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _png(path: Path, size: tuple[int, int], seed: int) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.effect_noise(size, seed).convert("RGB").save(path)
+    return str(path.relative_to(path.parent.parent))
+
+
+def write_dataset(root: Path, n: int, *, videos: bool = True) -> Path:
+    """``n`` yes/no records in ``root/train.jsonl``: with videos, every record has a 4-slice
+    ``frames`` video and every other one an image too; without, each has two images."""
+    records = []
+    for i in range(n):
+        answer = "yes" if i % 2 else "no"
+        images, specs = [], []
+        if videos:
+            frames = [_png(root / "ct" / f"r{i}-{k}.png", (64, 48), 10 * i + k) for k in range(4)]
+            specs = [{"frames": frames}]
+            if i % 2 == 0:
+                images = [_png(root / "img" / f"r{i}.png", (56, 56), 500 + i)]
+        else:
+            images = [
+                _png(root / "img" / f"r{i}-{v}.png", (56, 56), 700 + 2 * i + v) for v in (0, 1)
+            ]
+        prefix = "<video>\n" * len(specs) + "<image>\n" * len(images)
+        records.append(
+            Record(
+                id=f"r{i}",
+                dataset="t",
+                split="train",
+                lang="en",
+                images=images,
+                videos=specs,
+                messages=[
+                    {"role": "user", "content": prefix + "Is there a lesion?"},
+                    {"role": "assistant", "content": answer},
+                ],
+                answer=answer,
+                answer_type="closed",
+            )
+        )
+    path = root / "train.jsonl"
+    write_records(path, records)
+    return path
+
+
+def _losses(out: Path) -> list[float]:
+    history = json.loads((out / "history.json").read_text())
+    return [entry["loss"] for entry in history if "loss" in entry]
+
+
+def test_sft_both_stages_train_on_videos_and_images(tiny_model_dirs, tmp_path):
+    from medvl.train.sft import run_sft
+    from medvl.train.sft_config import SFTConfig
+
+    train = write_dataset(tmp_path / "data", 8)
+    common = [f"data.train={train}", "data.val=null", "max_steps=2", "logging_steps=1"]
+    common += ["batch_size=4", "save_steps=100", "validation.samples=0"]
+    align = load_config(
+        SFTConfig,
+        ROOT / "recipes" / "tiny" / "sft_align.yaml",
+        [f"model={tiny_model_dirs('qwen2_vl')}", f"output_dir={tmp_path / 'align'}", *common],
+    )
+    first = run_sft(align)  # packed rows (the recipe's default)
+    assert first.train_records == 8
+    instruct = load_config(
+        SFTConfig,
+        ROOT / "recipes" / "tiny" / "sft_instruct.yaml",
+        [
+            f"model={first.output_dir}",
+            f"output_dir={tmp_path / 'instruct'}",
+            *common,
+            "packing=false",
+        ],
+    )
+    second = run_sft(instruct)  # padded batches
+    for result in (first, second):
+        losses = _losses(result.output_dir)
+        assert len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses), losses
+
+
+def _grpo_config(model_dir: Path, train: Path, out: Path, *overrides: str):
+    from medvl.train.grpo_config import GRPOConfig
+
+    # the cheapest run of tests/integration/test_grpo.py's settings, one step
+    return load_config(
+        GRPOConfig,
+        None,
+        [
+            f"model={model_dir}",
+            f"data.train={train}",
+            f"output_dir={out}",
+            "rewards=[closed_accuracy]",
+            "grpo.num_generations=2",
+            "grpo.max_prompt_length=1024",
+            "grpo.max_completion_length=4",
+            "grpo.beta=0.04",
+            "grpo.loss_type=grpo",
+            "grpo.temperature=1.0",
+            "grpo.epsilon=0.2",
+            "grpo.scale_rewards=group",
+            "batch_size=4",
+            "max_steps=1",
+            "logging_steps=1",
+            "save_steps=100",
+            *overrides,
+        ],
+    )
+
+
+def test_grpo_refuses_videos_before_loading_the_model(tmp_path):
+    from medvl.train.grpo import run_grpo
+
+    train = write_dataset(tmp_path / "data", 4)
+    missing_model = tmp_path / "no-model"  # never loaded: the refusal comes first
+    with pytest.raises(MedvlError) as info:
+        run_grpo(_grpo_config(missing_model, train, tmp_path / "run"))
+    message = str(info.value)
+    assert message.startswith(f"{train}: 4 record(s) have videos (e.g. r0, r1, r2)")
+    assert "pixel_values_videos" in message and "one <image> placeholder per slice" in message
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_grpo_cli_refusal_is_one_line(tmp_path, capsys):
+    from medvl.cli.main import main
+
+    train = write_dataset(tmp_path / "data", 4)
+    args = ["train", "grpo", str(ROOT / "recipes" / "tiny" / "grpo.yaml")]
+    args += [f"model={tmp_path / 'm'}", f"data.train={train}", f"output_dir={tmp_path / 'o'}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GRPO cannot train on videos" in err[0]
+
+
+def test_grpo_runs_on_two_image_records(tiny_model_dirs, tmp_path):
+    from medvl.train.grpo import run_grpo
+
+    train = write_dataset(tmp_path / "data", 4, videos=False)
+    result = run_grpo(_grpo_config(tiny_model_dirs("qwen2_vl"), train, tmp_path / "run"))
+    assert result.train_records == 4 and result.metrics["train_runtime"] > 0
+    losses = _losses(tmp_path / "run")
+    assert losses and all(math.isfinite(x) for x in losses)
