@@ -3,7 +3,8 @@
 Builds two tiny random-weight Qwen2-VLs (seeds 0 and 1, side by side in Chat) and a phantom
 dataset in a scratch folder, scores two eval runs of the first (the record's own prompt, and the
 short-answer prompt), serves the workbench, drives each tab in headless Chromium (Debian's
-/usr/bin/chromium through Playwright) and writes docs/ui_chat.png, ui_results.png,
+/usr/bin/chromium through Playwright) and writes docs/ui_chat.png (an image and a phantom CT
+volume asked about together, the volume's slice scroller open), ui_results.png,
 ui_compare.png and ui_data.png (palette PNGs, < 400 KB each). The Data tab opens the test split
 plus one record whose image is missing, to show a problem. The tiny models' answers are random
 words: the screenshots show the page, not a model.
@@ -36,6 +37,9 @@ def build_inputs(work: Path) -> dict[str, Path]:
     model = build_tiny_model("qwen2_vl", work / "tiny-qwen2-vl", seed=0)
     other = build_tiny_model("qwen2_vl", work / "tiny-qwen2-vl-seed1", seed=1)
     generate_phantom(work / "phantom", n=120, seed=3)
+    from medvl.data.phantom_volumes import generate_phantom_volumes
+
+    generate_phantom_volumes(work / "volumes", n=2, seed=0)
     data = work / "phantom" / "test.jsonl"
     runs = {}
     for name, prompt in (("as_is", "as_is"), ("short_answer", "short_answer")):
@@ -44,7 +48,16 @@ def build_inputs(work: Path) -> dict[str, Path]:
         argv += [str(runs[name]), "--model", str(model), "--prompt", prompt]
         if main([*argv, "--max-new-tokens", "12", "--resamples", "200"]) != 0:
             raise SystemExit(f"eval run {name} failed")
-    return {"model": model, "other": other, "data": data, "browse": _with_a_problem(data), **runs}
+    volume = work / "volumes" / "volumes" / "phv-00000.nii.gz"
+    browse = _with_a_problem(data)
+    return {
+        "model": model,
+        "other": other,
+        "data": data,
+        "browse": browse,
+        "volume": volume,
+        **runs,
+    }
 
 
 def _with_a_problem(data: Path) -> Path:
@@ -82,6 +95,9 @@ def drive(url: str, inputs: dict[str, Path], out: Path, chromium: str) -> None:
         page.wait_for_selector("#chat-send", timeout=60_000)
         image = inputs["data"].parent / "images" / "phantom-00000.png"
         page.set_input_files("#chat-upload input[type=file]", str(image))
+        page.get_by_role("tab", name="Volume (video)").click()
+        page.set_input_files("#chat-volume input[type=file]", str(inputs["volume"]))
+        page.locator("#chat-scroller-caption").get_by_text("frame 1 of").wait_for(timeout=60_000)
         page.fill("#chat-question textarea", "What organ is visible in this image?")
         page.click("#chat-send")
         page.wait_for_selector("#chat-b .bot-row", timeout=120_000)

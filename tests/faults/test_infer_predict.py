@@ -128,6 +128,20 @@ def test_resume_refuses_other_settings_or_garbage(engine, data, tmp_path):
         predict_file(engine, data, out, GenerationSettings(max_new_tokens=5))
 
 
+def test_resume_refuses_other_pixel_budgets(tiny_model_dirs, data, tmp_path):
+    """Same weights, another image pixel budget: other inputs, so no mixing in one file."""
+    from medvl.models.loading import LoadOptions
+
+    out = tmp_path / "pred.jsonl"
+    model = tiny_model_dirs("qwen2_vl")
+    predict_file(HFEngine(load_model(model), num_workers=0), data, out, SETTINGS, limit=2)
+    assert read_prediction_rows(out)[0]["model"]["inputs"]["max_pixels"] is None
+    smaller = HFEngine(load_model(model, options=LoadOptions(max_pixels=3136)), num_workers=0)
+    refused = r"other input settings \(max_pixels None -> 3136\)"
+    with pytest.raises(PredictionFileError, match=refused):
+        predict_file(smaller, data, out, SETTINGS)
+
+
 def test_cli_predict_writes_and_resumes(tiny_model_dirs, data, tmp_path, capsys):
     out = tmp_path / "pred.jsonl"
     argv = [

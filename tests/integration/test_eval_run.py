@@ -409,6 +409,30 @@ def test_prompt_and_max_new_tokens_make_new_cache_entries(engine, tmp_path):
     assert described["settings"]["max_new_tokens"] == 4
 
 
+def test_pixel_budgets_and_precision_make_new_cache_entries(model_dir, tmp_path, capsys):
+    """Same weights, other input settings: the image (or video) pixel budget changes what the
+    model sees, so its predictions are never reused under another budget."""
+    data, out = vqa_rad(tmp_path), tmp_path / "out"
+    argv = ["--bench", "vqa_rad", "--data", str(data), "--model", str(model_dir)]
+    argv += ["--out", str(out), "--max-new-tokens", "2"]
+    assert cli(capsys, *argv)[0] == 0
+    code, stdout, err = cli(capsys, *argv, "--max-pixels", "3136")
+    assert code == 0, err
+    assert "predictions: all" not in stdout and len(prediction_files(out)) == 2
+    inputs = json.loads((out / "run.json").read_text())["cache"]["parts"]["inputs"]
+    assert inputs == {
+        "dtype": "fp32",
+        "quantization": None,
+        "min_pixels": None,
+        "max_pixels": 3136,
+        "video_min_pixels": None,
+        "video_max_pixels": None,
+    }
+    code, stdout, err = cli(capsys, *argv, "--video-max-pixels", "3136")
+    assert code == 0, err
+    assert len(prediction_files(out)) == 3
+
+
 def test_limit_then_full_run_resumes_the_cache(engine, tmp_path):
     data, out = omnimedvqa(tmp_path), tmp_path / "out"
     partial = run_api(engine, "omnimedvqa", data, out, settings=FAST, limit=1)

@@ -18,7 +18,7 @@ from PIL import Image
 from medvl.cli.main import main
 from medvl.data.formats import convert
 from medvl.errors import ConfigError, MedvlError
-from medvl.eval.scoring import score_files
+from medvl.eval.scoring_run import score_files
 
 # (image, question, gold, answer_type, content_type, prediction)
 ROWS = (

@@ -1,6 +1,6 @@
 """Training runs on records with videos (ordered slices) and several images: SFT, both stages of
-the tiny recipes, completes with a finite loss; GRPO refuses videos before loading the model
-(TRL 1.16 cannot score them) and trains on multi-image records."""
+the tiny recipes, completes with a finite loss; GRPO trains on videos (API and CLI; the
+log-probabilities are checked in test_grpo_video.py) and on multi-image records."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import json
 import math
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from medvl.config import load_config
 from medvl.data.jsonl import write_records
 from medvl.data.record import Record
-from medvl.errors import MedvlError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,28 +125,27 @@ def _grpo_config(model_dir: Path, train: Path, out: Path, *overrides: str):
     )
 
 
-def test_grpo_refuses_videos_before_loading_the_model(tmp_path):
+def test_grpo_trains_on_videos(tiny_model_dirs, tmp_path):
     from medvl.train.grpo import run_grpo
 
-    train = write_dataset(tmp_path / "data", 4)
-    missing_model = tmp_path / "no-model"  # never loaded: the refusal comes first
-    with pytest.raises(MedvlError) as info:
-        run_grpo(_grpo_config(missing_model, train, tmp_path / "run"))
-    message = str(info.value)
-    assert message.startswith(f"{train}: 4 record(s) have videos (e.g. r0, r1, r2)")
-    assert "pixel_values_videos" in message and "one <image> placeholder per slice" in message
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    train = write_dataset(tmp_path / "data", 4)  # every record a video, every other an image
+    result = run_grpo(_grpo_config(tiny_model_dirs("qwen2_vl"), train, tmp_path / "run"))
+    assert result.train_records == 4 and result.rejected == {}
+    losses = _losses(tmp_path / "run")
+    assert losses and all(math.isfinite(x) for x in losses)
 
 
-def test_grpo_cli_refusal_is_one_line(tmp_path, capsys):
+def test_grpo_cli_trains_on_videos(tiny_model_dirs, tmp_path, capsys):
     from medvl.cli.main import main
 
     train = write_dataset(tmp_path / "data", 4)
     args = ["train", "grpo", str(ROOT / "recipes" / "tiny" / "grpo.yaml")]
-    args += [f"model={tmp_path / 'm'}", f"data.train={train}", f"output_dir={tmp_path / 'o'}"]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "GRPO cannot train on videos" in err[0]
+    args += [f"model={tiny_model_dirs('qwen2_vl')}", f"data.train={train}"]
+    args += [f"output_dir={tmp_path / 'o'}", "max_steps=1", "batch_size=4", "save_steps=100"]
+    args += ["logging_steps=1"]
+    args += ["grpo.num_generations=2", "grpo.max_completion_length=4"]
+    assert main(args) == 0, capsys.readouterr().err[-2000:]
+    assert _losses(tmp_path / "o")
 
 
 def test_grpo_runs_on_two_image_records(tiny_model_dirs, tmp_path):

@@ -2,7 +2,9 @@
 
 The app runs in this process on a free port with the session's tiny Qwen2-VL and a real eval run
 of it on the phantom test split. The browser uploads an image and asks a question (the streamed
-answer must be what the same engine answers outside the page), filters the Results tab (the
+answer must be what the same engine answers outside the page), asks about an image and a NIfTI
+volume together (the slice scroller shows the volume's frames; the answer must be the engine's
+to the same image and frames), filters the Results tab (the
 record count must change to the number of wrong rows in ``scores.jsonl``), and every screenshot
 must show a page, not a blank. Skips with the reason when Chromium, Gradio or Playwright is
 missing (``make browser`` installs Chromium; ``make test`` runs it first).
@@ -133,4 +135,54 @@ def test_results_filter_changes_the_count(served, page, eval_run, tmp_path):
     assert "— wrong" in page.locator("#results-detail").inner_text()
     shot = tmp_path / "results.png"
     page.screenshot(path=str(shot), full_page=True)
+    assert distinct_colours(shot) > 200
+
+
+def test_volume_chat_sends_the_scrolled_frames(served, page, phantom_dir, tmp_path):
+    """A NIfTI volume uploaded in the Volume tab: the scroller shows its slices, and the answer
+    is what the engine says to the same image and the same frames outside the page."""
+    import nibabel as nib
+    import numpy as np
+
+    from medvl.data.volumes import load_frames
+    from medvl.infer.engine import ChatRequest, GenerationSettings
+    from medvl.infer.video_media import video_spec
+
+    app, _, config = served
+    data = np.zeros((24, 24, 6), np.int16)
+    for k in range(6):
+        data[4 + k : 12 + k, 6:18, k] = 100 * (k + 1)
+    volume = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])), str(volume))
+    image = phantom_dir / "images" / "phantom-00001.png"  # an image and a volume in one turn
+    page.get_by_role("tab", name="Chat").click()
+    page.get_by_role("button", name="New conversation").click()
+    page.get_by_role("tab", name="Image").click()
+    clear = page.locator("#chat-upload button[aria-label='Clear']")
+    if clear.count():  # the image of an earlier test
+        clear.click()
+    page.set_input_files("#chat-upload input[type=file]", str(image))
+    page.get_by_role("tab", name="Volume (video)").click()
+    page.set_input_files("#chat-volume input[type=file]", str(volume))
+    caption = page.locator("#chat-scroller-caption")
+    caption.get_by_text("frame 1 of 6").wait_for(timeout=60_000)
+    assert page.locator("#chat-scroller input[type=range]").count() == 1
+    page.fill("#chat-question textarea", QUESTION)
+    page.click("#chat-send")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#chat-a .bot-row').length >= 1", timeout=120_000
+    )
+    page.wait_for_function(  # streaming over: the question box is cleared at the end
+        "() => document.querySelector('#chat-question textarea').value === ''", timeout=60_000
+    )
+    bubbles = page.locator("#chat-a .bot-row")
+    reply = bubbles.nth(bubbles.count() - 1).inner_text()
+    engine = app.medvl_pool.get(config.model_a.spec())
+    frames = load_frames(video_spec(volume), volume.parent)  # /volume's defaults: n=16, axial
+    request = ChatRequest.from_question(QUESTION, [image], videos=[frames])
+    expected = "".join(engine.stream(request, GenerationSettings(max_new_tokens=MAX_NEW_TOKENS)))
+    assert plain(reply) and plain(reply) == plain(expected)
+    assert page.locator("#chat-a img").count() >= 2  # the image and the volume's strip
+    shot = tmp_path / "volume.png"
+    page.screenshot(path=str(shot))
     assert distinct_colours(shot) > 200

@@ -138,3 +138,39 @@ def test_medvlm_r1_recipe_keeps_the_papers_values():
     assert (g.num_generations, g.max_prompt_length, g.max_completion_length) == (4, 512, 512)
     assert (g.beta, r1.learning_rate, r1.data.max_pixels) == (0.04, 1e-6, 401408)
     assert r1.prompt.template == "reasoning" and "medvlm_r1_compat" in r1.rewards
+
+
+#: recipe -> (family, video tokens of 16 slices that the header states, the header's numbers)
+VOLUME_RECIPES = {
+    "qwen2_5_vl_7b/sft_instruct_volumes.yaml": ("qwen2_5_vl", 2048, ["8 x 256 = 2,048"]),
+    "qwen3_vl_4b/sft_instruct_volumes.yaml": ("qwen3_vl", 1568, ["8 x 196 = 1,568"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VOLUME_RECIPES))
+def test_volume_recipes_set_the_video_budget_their_header_computes(name):
+    """The header's token arithmetic is what the family's real video processor gives under the
+    recipe's ``data.video_max_pixels``: 16 slices of 448x448 (and 512x512 CT slices, resized to
+    448x448) cost the stated tokens."""
+    from medvl.models.processing import load_token_counter
+
+    family, tokens, quoted = VOLUME_RECIPES[name]
+    path = ROOT / "recipes" / name
+    cfg = load_config(SFTConfig, path)
+    header = path.read_text(encoding="utf-8")
+    assert f"video_max_pixels: {cfg.data.video_max_pixels}" in header
+    assert all(text in header for text in quoted)
+    counter, _ = load_token_counter(family, video_max_pixels=cfg.data.video_max_pixels)
+    for side in (448, 512):
+        assert counter.video_budget.resized(16, side, side) == (448, 448), side
+        assert counter.video_tokens((16, side, side)) == tokens, side
+    if family == "qwen3_vl":  # the header's other cases: the class default, and 32 slices
+        assert "8 x 36 = 288" in header and "16 x 81 = 1,296" in header
+        assert counter.video_tokens((32, 512, 512)) == 1296
+        default, _ = load_token_counter(family)
+        assert default.video_budget.max_pixels == 786_432
+        assert default.video_tokens((16, 448, 448)) == 288
+    else:  # the released range would keep 512x512 slices at 504x504: 324 tokens per patch
+        assert "504x504: 324 tokens" in header
+        default, _ = load_token_counter(family)
+        assert default.video_tokens((16, 512, 512)) == 8 * 324

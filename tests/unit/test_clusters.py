@@ -20,7 +20,8 @@ from medvl.eval.breakdown import (
 )
 from medvl.eval.clusters import cluster_ids, patient_id, record_cluster
 from medvl.eval.compare import holm, paired_bootstrap
-from medvl.eval.scoring import Metric, score_files
+from medvl.eval.scoring import Metric
+from medvl.eval.scoring_run import score_files
 
 # Three images: A has two questions (both right), B one (wrong), C three (one right).
 VALUES = [1.0, 1.0, 0.0, 1.0, 0.0, 0.0]

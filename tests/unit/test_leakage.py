@@ -15,18 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import medvl.data.leakage as leakage
-from medvl.data.leakage import (
-    PHASH_DISTANCE,
-    ImageHasher,
-    filter_test,
-    find_leakage,
-    hamming,
-    match_hashes,
-    near_pairs,
-    phashes,
-)
+import medvl.data.media_hashes as media_hashes
+from medvl.data.leakage import PHASH_DISTANCE, filter_test, find_leakage
+from medvl.data.media_hashes import ImageHasher
 from medvl.data.phantom_images import Lesion, Scene, render
+from medvl.data.phash import hamming, match_hashes, near_pairs, phashes
 from medvl.data.record import Record
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
@@ -183,8 +176,8 @@ def test_threshold_zero_keeps_only_identical_hashes(leak_data):
 def test_hasher_reads_each_image_once(leak_data, monkeypatch):
     train, train_dir, test, test_dir = leak_data
     calls: list[Path] = []
-    original = leakage.file_sha256
-    monkeypatch.setattr(leakage, "file_sha256", lambda p: calls.append(p) or original(p))
+    original = media_hashes.file_sha256
+    monkeypatch.setattr(media_hashes, "file_sha256", lambda p: calls.append(p) or original(p))
     hasher = ImageHasher()
     find_leakage(train, train_dir, test, test_dir, hasher=hasher)
     find_leakage(train, train_dir, test, test_dir, hasher=hasher)

@@ -11,13 +11,14 @@ import pytest
 from PIL import Image
 
 from medvl.data.jsonl import check_jsonl, read_records
-from medvl.data.phantom import QUESTION_TYPES, PhantomSummary, generate_phantom
+from medvl.data.phantom import PhantomSummary, generate_phantom
 from medvl.data.phantom_images import (
     BACKGROUND_MAX,
     IMAGE_HALF_OF_SIDE,
     LESION_LEVEL,
     MIN_SIDE,
 )
+from medvl.data.phantom_plan import QUESTION_TYPES
 from medvl.data.phantom_text import MCQ_INSTRUCTION
 from medvl.data.record import Record
 from medvl.errors import ConfigError

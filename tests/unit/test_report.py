@@ -14,7 +14,8 @@ from medvl.data.record import Record
 from medvl.errors import MedvlError
 from medvl.eval.breakdown import BootstrapSettings
 from medvl.eval.report import build_report, load_run, markdown, write_report
-from medvl.eval.scoring import Metric, score_files
+from medvl.eval.scoring import Metric
+from medvl.eval.scoring_run import score_files
 
 OPTIONS = {"A": "CT", "B": "MRI", "C": "X-ray", "D": "Ultrasound"}
 N = 40

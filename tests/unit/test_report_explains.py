@@ -32,7 +32,7 @@ from medvl.eval.metrics import METRICS
 from medvl.eval.report import build_report, markdown, write_report
 from medvl.eval.report_html import render_html
 from medvl.eval.report_tables import glossary_table, shown_metrics
-from medvl.eval.scoring import score_files
+from medvl.eval.scoring_run import score_files
 
 GROUPS = {"c": ("CT", ["p1", "p1", "p2", "p2"]), "m": ("MRI", ["p3", "p3", "p4", "p4"])}
 GROUPS["x"] = ("PET", ["p5", "p5"])

@@ -18,7 +18,9 @@ from medvl.data.jsonl import write_records
 from medvl.data.record import Record
 from medvl.errors import MedvlError, RecordError, UnknownNameError
 from medvl.eval.breakdown import BootstrapSettings
-from medvl.eval.scoring import Metric, read_prediction_texts, record_kind, score_files, status_of
+from medvl.eval.predictions_file import read_prediction_texts, status_of
+from medvl.eval.scoring import Metric, record_kind
+from medvl.eval.scoring_run import score_files
 
 
 @dataclass(frozen=True)

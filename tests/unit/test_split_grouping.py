@@ -382,13 +382,13 @@ def test_real_export_split_has_no_leaks(folder, contents):
 
 
 def test_split_and_its_check_read_each_image_once(export, monkeypatch):
-    import medvl.data.leakage as leakage
+    import medvl.data.media_hashes as media_hashes
 
     calls: list[Path] = []
-    original_sha, original_phash = leakage.file_sha256, leakage.phashes
-    monkeypatch.setattr(leakage, "file_sha256", lambda p: calls.append(p) or original_sha(p))
-    monkeypatch.setattr(leakage, "phashes", lambda p: calls.append(p) or original_phash(p))
-    hasher = leakage.ImageHasher()
+    original_sha, original_phash = media_hashes.file_sha256, media_hashes.phashes
+    monkeypatch.setattr(media_hashes, "file_sha256", lambda p: calls.append(p) or original_sha(p))
+    monkeypatch.setattr(media_hashes, "phashes", lambda p: calls.append(p) or original_phash(p))
+    hasher = media_hashes.ImageHasher()
     result = split_dataset(export_records(export), base_dir=export, hasher=hasher)
     check_split_leakage(result.splits, export, hasher=hasher)
     assert len(calls) == 2 * N_QUESTIONS and len(set(calls)) == N_QUESTIONS

@@ -13,7 +13,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from medvl.data.grouping import group_records
 from medvl.data.jsonl import read_records
-from medvl.data.leakage import ImageHasher, find_leakage, video_files
+from medvl.data.leakage import find_leakage
+from medvl.data.media_hashes import ImageHasher, video_files
 from medvl.data.paths import rebase_images
 from medvl.data.phantom_volumes import generate_phantom_volumes
 from medvl.data.record import Message, Record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medvl.cli.options import add_video_pixel_args, pixel_budget_args
 from medvl.cli.select_args import add_selection_args, select_records
 from medvl.errors import ConfigError
 
@@ -34,6 +35,9 @@ def register(subs) -> None:
     stats = subs.add_parser("stats", help="counts, answer lengths and token histograms")
     stats.add_argument("file", type=Path, help="canonical .jsonl")
     stats.add_argument("--model", help="model folder or family: adds token-length statistics")
+    stats.add_argument("--min-pixels", type=int, help="override the processor's min_pixels")
+    stats.add_argument("--max-pixels", type=int, help="override the processor's max_pixels")
+    add_video_pixel_args(stats)
     stats.add_argument("--plots", type=Path, help="write PNG plots into this folder")
     stats.add_argument("--out", type=Path, help="write the statistics as JSON here")
     stats.set_defaults(func=run_stats)
@@ -146,7 +150,7 @@ def run_stats(args: argparse.Namespace) -> int:
         from medvl.data.validate import validate_jsonl
         from medvl.models.processing import load_token_counter
 
-        counter, _ = load_token_counter(args.model)
+        counter, _ = load_token_counter(args.model, **pixel_budget_args(args))
         result = validate_jsonl(args.file, counter=counter)
         records = [r for r in result.valid if r.id in result.token_lengths]
         counts = {  # the numbers the totals count: image sizes and video shapes as validated
@@ -184,7 +188,7 @@ def parse_fractions(text: str) -> dict[str, float]:
 
 def run_split(args: argparse.Namespace) -> int:
     from medvl.data.jsonl import read_records, write_records
-    from medvl.data.leakage import ImageHasher
+    from medvl.data.media_hashes import ImageHasher
     from medvl.data.paths import rebase_images
     from medvl.data.split import (
         check_split_leakage,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from medvl.cli import data_analysis_cmd, data_export_cmd, data_volumes_cmd
+from medvl.cli.options import add_video_pixel_args, pixel_budget_args
 from medvl.cli.select_args import add_selection_args
 from medvl.errors import MedvlError
 
@@ -86,6 +87,7 @@ def _register_validate(subs) -> None:
     validate.add_argument("--max-length", type=int, help="refuse records longer than this")
     validate.add_argument("--min-pixels", type=int, help="override the processor's min_pixels")
     validate.add_argument("--max-pixels", type=int, help="override the processor's max_pixels")
+    add_video_pixel_args(validate)
     validate.add_argument(
         "--decode",
         action="store_true",
@@ -202,9 +204,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.model is not None:
         from medvl.models.processing import load_token_counter
 
-        counter, exact = load_token_counter(
-            args.model, min_pixels=args.min_pixels, max_pixels=args.max_pixels
-        )
+        counter, exact = load_token_counter(args.model, **pixel_budget_args(args))
     n_problems = 0
     for path in args.files:
         with progress_for(f"validate {path.name}", args, unit="images", rate_unit="img") as shown:

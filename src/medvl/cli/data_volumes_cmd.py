@@ -97,7 +97,7 @@ def _sample(args: argparse.Namespace) -> dict:
 
 
 def _window(text: str | None) -> str | list[float] | None:
-    from medvl.data.medimage import MINMAX, WINDOW_PRESETS
+    from medvl.data.windowing import MINMAX, WINDOW_PRESETS
 
     if text is None:
         return None

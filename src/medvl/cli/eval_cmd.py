@@ -1,5 +1,8 @@
-"""``medvl eval score|benches|run|perplexity`` and ``medvl report``: benchmarks, scoring,
-perplexity and comparisons.
+"""``medvl eval score|benches|protocols|run|perplexity`` and ``medvl report``: the ``eval`` group,
+the listings, perplexity and comparisons.
+
+``eval score`` lives in :mod:`medvl.cli.eval_score_cmd` and ``eval run`` in
+:mod:`medvl.cli.eval_run_cmd`; this module registers them with the rest.
 
 Heavy imports happen inside the command functions, so ``medvl --help`` stays instant.
 """
@@ -11,21 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from medvl.cli.arglists import comma_list
-from medvl.cli.benches_cmd import add_protocol_arg, run_benches, run_protocols
-from medvl.cli.judge_cmd import add_judge_args, judge_run_folder
-from medvl.cli.options import (
-    add_generation_args,
-    add_model_args,
-    add_remote_args,
-    engine_spec,
-    generation_settings,
-)
+from medvl.cli.benches_cmd import run_benches, run_protocols
+from medvl.cli.eval_run_cmd import SHOWN_GROUPS, register_run
+from medvl.cli.eval_score_cmd import register_score
+from medvl.cli.options import add_model_args, engine_spec
 from medvl.cli.report_cmd import run_report
-from medvl.cli.select_args import add_selection_args
 from medvl.progress import progress_for
-
-#: Groups printed per breakdown key in the run summary (the rest are in metrics.json).
-SHOWN_GROUPS = 12
 
 
 def register(groups) -> None:
@@ -36,39 +30,7 @@ def register(groups) -> None:
     subs = parser.add_subparsers(dest="action", metavar="ACTION", title="actions")
     subs.required = True
 
-    score = subs.add_parser("score", help="score a predictions JSONL against canonical records")
-    score.add_argument("--data", type=Path, required=True, help="canonical .jsonl with answers")
-    score.add_argument(
-        "--pred",
-        type=Path,
-        required=True,
-        help="predictions .jsonl (id, prediction), or a .csv/.tsv/.xlsx table (VLMEvalKit's: "
-        "index, prediction)",
-    )
-    score.add_argument(
-        "--id-field",
-        help="the key/column holding each record's id (default: id, question_id; tables also "
-        "index)",
-    )
-    score.add_argument(
-        "--prediction-field",
-        help="the key/column holding the model's text (default: prediction, response, output, "
-        "text)",
-    )
-    score.add_argument("--out", type=Path, required=True, help="run folder to write")
-    score.add_argument("--metrics", help="comma-separated metric names, or 'all' (default set)")
-    score.add_argument("--breakdown", help="comma-separated meta keys, e.g. modality,organ")
-    score.add_argument(
-        "--bench",
-        help="the benchmark the data is (see 'eval benches'): adds its breakdown keys, picks "
-        "the protocol's rules for it and names it in metrics.json",
-    )
-    add_protocol_arg(score)
-    score.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    add_prediction_cap_arg(score)
-    add_judge_args(score)
-    score.set_defaults(func=run_score)
+    register_score(subs)
 
     benches = subs.add_parser(
         "benches",
@@ -88,7 +50,7 @@ def register(groups) -> None:
     )
     protocols.set_defaults(func=run_protocols)
 
-    _register_run(subs)
+    register_run(subs)
     _register_perplexity(subs)
 
     report = groups.add_parser(
@@ -121,63 +83,6 @@ def register(groups) -> None:
     report.set_defaults(func=run_report)
 
 
-def _register_run(subs) -> None:
-    run = subs.add_parser(
-        "run",
-        help="run a model on a benchmark: convert, predict (cached, resumable), score",
-        description="Convert --data (cached in --out), predict with the model (cached per "
-        "model, prompt and generation settings; a killed run resumes), score, and write "
-        "run.json, scores.jsonl and metrics.json to --out.",
-    )
-    run.add_argument("--bench", required=True, help="benchmark name (see 'medvl eval benches')")
-    run.add_argument(
-        "--data", type=Path, required=True, help="the benchmark's files as published, or JSONL"
-    )
-    run.add_argument("--out", type=Path, help="run folder (default: runs/eval/BENCH)")
-    run.add_argument(
-        "--prompt",
-        default="default",
-        help="default (the benchmark's), reasoning, custom, as_is, huatuo or short_answer",
-    )
-    run.add_argument("--system", help="system prompt, sent in the system role")
-    run.add_argument(
-        "--user-template",
-        help="with --prompt custom: the user turn, with {question}, {options}, {instruction}",
-    )
-    run.add_argument("--limit", type=int, help="only the first N records")
-    run.add_argument("--batch-size", type=int, default=8, help="records per generate call")
-    run.add_argument("--workers", type=int, help="image-loading threads (default: cores-1)")
-    run.add_argument("--metrics", help="comma-separated metric names (default: the benchmark's)")
-    run.add_argument("--breakdown", help="extra comma-separated breakdown keys")
-    run.add_argument("--image-root", type=Path, help="folder holding the benchmark's images")
-    run.add_argument("--reconvert", action="store_true", help="convert --data even if cached")
-    run.add_argument("--overwrite", action="store_true", help="predict even if cached")
-    run.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    add_protocol_arg(run)
-    add_prediction_cap_arg(run)
-    add_model_args(run, required=False)
-    add_remote_args(run)
-    add_generation_args(run)
-    add_judge_args(run)
-    add_selection_args(run)  # --sample shares the generation --seed
-    run.set_defaults(func=run_bench, max_new_tokens=None)
-
-
-def add_prediction_cap_arg(parser: argparse.ArgumentParser) -> None:
-    """``--max-prediction-chars``: longer predictions are cut to their head for scoring."""
-    parser.add_argument(
-        "--max-prediction-chars",
-        type=int,
-        default=20_000,
-        help="cut longer predictions to their first N characters before scoring (default "
-        "20000; counted and listed in metrics.json; 0: no cap)",
-    )
-
-
-def _prediction_cap(args: argparse.Namespace) -> int | None:
-    return args.max_prediction_chars or None
-
-
 def _register_perplexity(subs) -> None:
     ppl = subs.add_parser(
         "perplexity",
@@ -199,163 +104,6 @@ def _register_perplexity(subs) -> None:
     )
     add_model_args(ppl)
     ppl.set_defaults(func=run_perplexity)
-
-
-def run_score(args: argparse.Namespace) -> int:
-    from medvl.eval.benchmarks import get_benchmark
-    from medvl.eval.breakdown import BootstrapSettings
-    from medvl.eval.scoring import score_files
-
-    keys = comma_list(args.breakdown)
-    if args.bench:
-        keys += [k for k in get_benchmark(args.bench).breakdown if k not in keys]
-    result = score_files(
-        args.data,
-        args.pred,
-        args.out,
-        metrics=comma_list(args.metrics) or None,
-        breakdown_keys=keys,
-        bootstrap=BootstrapSettings(resamples=args.resamples, seed=args.seed),
-        protocol=args.protocol,
-        benchmark=get_benchmark(args.bench).name if args.bench else None,
-        max_prediction_chars=_prediction_cap(args),
-        id_field=args.id_field,
-        prediction_field=args.prediction_field,
-    )
-    print(f"scored {result.metrics['counts']['records']} records of {args.data} with {args.pred}")
-    _print_metrics(result.metrics)
-    print(f"  scores:  {result.scores_path}")
-    print(f"  metrics: {result.metrics_path}")
-    judge_run_folder(args, args.out, args.data)
-    return 0
-
-
-def _print_metrics(body: dict[str, Any]) -> None:
-    """Overall means with CIs, corpus-level metrics, unparsed MCQ and prediction problems."""
-    from medvl.eval.report import fmt_estimate
-
-    counts = body["counts"]
-    protocol = body.get("settings", {}).get("protocol") or {}
-    if protocol.get("name", "medvl") != "medvl":
-        print(f"  protocol: {protocol['name']} ({protocol.get('follows', '')})")
-    for metric, est in body["summary"].items():
-        print(f"  {metric:<18} {fmt_estimate(est)}  n={est['n']}")
-    for metric, cell in body["corpus"].items():
-        value = "–" if cell["value"] is None else f"{cell['value']:.3f}"
-        print(f"  {metric:<18} {value}  n={cell['n']} (corpus-level)")
-    unparsed = body["unparsed"]
-    if unparsed["n"]:
-        print(f"  unparsed MCQ       {unparsed['count']} of {unparsed['n']}")
-    if counts.get("truncated"):
-        cap = body.get("settings", {}).get("max_prediction_chars")
-        print(
-            f"  cut to {cap} chars  {counts['truncated']} predictions (ids in metrics.json; "
-            "--max-prediction-chars)"
-        )
-    if counts.get("not_scored"):
-        print(
-            f"  not scored         {counts['not_scored']} of {counts['records']} records: the "
-            "protocol's rules leave them out of accuracy (rule per record in scores.jsonl)"
-        )
-    problems = ", ".join(f"{k} {counts[k]}" for k in ("missing", "empty", "duplicate", "unknown"))
-    print(f"  predictions        {problems}")
-    if counts["duplicate"]:
-        print("  note: duplicated ids keep their first line (listed in metrics.json)")
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    from medvl.eval.benchmarks import get_benchmark
-    from medvl.eval.breakdown import BootstrapSettings
-    from medvl.eval.runner import RunConfig, run_benchmark
-
-    bench = get_benchmark(args.bench)
-    if args.max_new_tokens is None:
-        args.max_new_tokens = bench.max_new_tokens
-    spec = engine_spec(args, batch_size=args.batch_size, workers=args.workers)
-    config = RunConfig(
-        bench=bench.name,
-        data=args.data,
-        out=args.out or Path("runs") / "eval" / bench.name,
-        prompt=args.prompt,
-        system=args.system,
-        user_template=args.user_template,
-        settings=generation_settings(args),
-        limit=args.limit,
-        metrics=tuple(comma_list(args.metrics)) or None,
-        breakdown=tuple(comma_list(args.breakdown)),
-        image_root=args.image_root,
-        reconvert=args.reconvert,
-        overwrite=args.overwrite,
-        bootstrap=BootstrapSettings(resamples=args.resamples),
-        protocol=args.protocol,
-        max_prediction_chars=_prediction_cap(args),
-        where=args.where,
-        sample=args.sample,
-        seed=args.seed or 0,
-    )
-    with progress_for("eval", args, rate_unit="rec") as progress:
-        result = run_benchmark(config, spec, progress=progress)
-    _print_run(result.run, result.metrics)
-    judge_run_folder(args, result.out, Path(result.run["data"]["scored_path"]))
-    return 0
-
-
-def _print_run(run: dict[str, Any], body: dict[str, Any]) -> None:
-    """What ran, how the caches were used, overall and per-category results."""
-    data, cache, prompt = run["data"], run["cache"], run["prompt"]
-    report = data["converter_report"] or {}
-    how = data["conversion"].replace("_", " ")
-    dropped = [f"{k} {report[k]}" for k in ("skipped", "filtered") if report.get(k)]
-    if dropped:
-        how += f", {', '.join(dropped)} (see data.source.json)"
-    print(
-        f"{run['bench']['name']}: {data['scored']} of {data['records']} records of "
-        f"{data['path']} [{how}]"
-    )
-    if data.get("selection"):
-        print(f"  {data['selection']['summary']}")
-    model = run["model"]
-    print(
-        f"  model {model.get('model') or model['fingerprint'].get('model')} "
-        f"({model['fingerprint'].get('id')}), prompt {prompt['name']} ({prompt['hash']}), "
-        f"max_new_tokens {run['generation']['max_new_tokens']}"
-    )
-    if cache["status"] == "cached":
-        print(f"  predictions: all {cache['reused']} cached in {cache['path']}")
-    else:
-        print(
-            f"  predictions: {cache['predicted']} predicted ({cache['errors']} errors) in "
-            f"{cache['predict_seconds']:.1f} s, {cache['reused']} cached; {cache['path']}"
-        )
-    _print_metrics(body)
-    _print_breakdowns(body)
-    _print_published_beside(run["bench"]["name"], body)
-    print(f"  run: {run['outputs']['run.json']}")
-
-
-def _print_published_beside(bench: str, body: dict[str, Any]) -> None:
-    """Published numbers on the run's benchmark: its own protocol first, the rest apart."""
-    from medvl.eval.published import published_lines, run_protocol
-
-    for line in published_lines(bench, run_protocol(body.get("settings"))):
-        print(f"  {line}")
-
-
-def _print_breakdowns(body: dict[str, Any]) -> None:
-    """The headline metric per group of each breakdown key that has more than one group."""
-    from medvl.eval.report import fmt_estimate
-
-    headline = next(iter(body["summary"]), None)
-    for key, groups in body["breakdowns"].items():
-        if headline is None or len(groups) < 2:
-            continue
-        print(f"  {headline} by {key}:")
-        for label, cells in list(groups.items())[:SHOWN_GROUPS]:
-            est = cells.get(headline)
-            if est:
-                print(f"    {label[:28]:<28} {fmt_estimate(est)}  n={est['n']}")
-        if len(groups) > SHOWN_GROUPS:
-            print(f"    ... {len(groups) - SHOWN_GROUPS} more in metrics.json")
 
 
 def run_perplexity(args: argparse.Namespace) -> int:

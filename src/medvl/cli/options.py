@@ -37,12 +37,46 @@ def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) ->
     group.add_argument("--attn-implementation", help="sdpa, eager or flash_attention_2")
     group.add_argument("--min-pixels", type=int, help="smallest image area in pixels")
     group.add_argument("--max-pixels", type=int, help="largest image area in pixels")
+    add_video_pixel_args(group)
     quant = group.add_mutually_exclusive_group()
     quant.add_argument("--load-4bit", action="store_true", help="4-bit weights (CUDA)")
     quant.add_argument("--load-8bit", action="store_true", help="8-bit weights (CUDA)")
     group.add_argument(
         "--trust-remote-code", action="store_true", help="run Python code shipped with the model"
     )
+
+
+def add_video_pixel_args(group: argparse._ActionsContainer) -> None:
+    """``--video-min-pixels``/``--video-max-pixels``: the video processor's pixel range, apart
+    from the image one (recipes: ``data.video_min_pixels``/``data.video_max_pixels``)."""
+    group.add_argument(
+        "--video-min-pixels",
+        type=int,
+        help="smallest video frame area in pixels (per frame; Qwen3-VL: of all frames)",
+    )
+    group.add_argument(
+        "--video-max-pixels",
+        type=int,
+        help="largest video frame area in pixels: per frame for Qwen2-VL and Qwen2.5-VL, for all "
+        "frames of a video together for Qwen3-VL (default: the checkpoint's)",
+    )
+
+
+def pixel_budget_args(args: argparse.Namespace) -> dict[str, int | None]:
+    """``min_pixels``, ``max_pixels``, ``video_min_pixels``, ``video_max_pixels`` of the
+    options (absent ones None), checked: keyword arguments of
+    :func:`medvl.models.processing.load_token_counter`."""
+    from medvl.models.processing import check_pixel_range
+
+    values = {
+        name: getattr(args, name, None)
+        for name in ("min_pixels", "max_pixels", "video_min_pixels", "video_max_pixels")
+    }
+    for prefix in ("", "video_"):
+        low, high = values[f"{prefix}min_pixels"], values[f"{prefix}max_pixels"]
+        flag = f"--{prefix.replace('_', '-')}"
+        check_pixel_range(low, high, (f"{flag}min-pixels", f"{flag}max-pixels"))
+    return values
 
 
 def add_remote_args(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +128,8 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
         attn_implementation=args.attn_implementation,
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
+        video_min_pixels=args.video_min_pixels,
+        video_max_pixels=args.video_max_pixels,
         quantization=quantization,
         trust_remote_code=args.trust_remote_code,
     )

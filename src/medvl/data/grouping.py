@@ -20,8 +20,8 @@ connected components of a union-find, so links are transitive):
 * ``path``: the normalised image path (the old behaviour: misses copies under other names).
 * ``meta.KEY``: any meta value, compared as text across the whole file.
 
-Videos count like images (:func:`medvl.data.leakage.video_files`): every frame file, volume file
-and file of a series folder joins ``content`` and ``path`` by exact bytes or path (``phash``
+Videos count like images (:func:`medvl.data.media_hashes.video_files`): every frame file, volume
+file and file of a series folder joins ``content`` and ``path`` by exact bytes or path (``phash``
 compares images only; for video files it falls back to exact content, since slices of different
 scans look alike by design), and the DICOM ``PatientID``/``StudyInstanceUID`` of a series' files
 join ``patient``/``study``. So a volume's records, and all volumes of one patient, stay in one
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medvl.data.leakage import ImageHasher, video_files
+from medvl.data.media_hashes import ImageHasher, video_files
 from medvl.data.phash import CANDIDATE_DISTANCE, PHASH_DISTANCE, near_pairs
 from medvl.data.record import Record
 from medvl.errors import ConfigError

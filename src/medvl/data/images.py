@@ -23,18 +23,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medvl.data.medimage import (
-    MAX_PIXELS,
-    PIXEL_KEYWORDS,
-    ImageError,
-    image_kind,
-    load_image,
-    nifti_ras_axes,
-    open_nifti,
-    pil_error,
-    read_dicom,
-    require_file,
-)
+from medvl.data.dicom import PIXEL_KEYWORDS, read_dicom
+from medvl.data.image_errors import MAX_PIXELS, ImageError, require_file
+from medvl.data.medimage import image_kind, load_image, pil_error
+from medvl.data.nifti import nifti_ras_axes, open_nifti
 from medvl.data.record import Record
 
 MIN_SIDE = 28  # Qwen-VL's smart_resize refuses a side shorter than patch (14) x merge (2)

@@ -44,6 +44,7 @@ from medvl.data.phantom_images import (
     render,
     sizes_from,
 )
+from medvl.data.phantom_plan import SPLITS, SampleSpec, pick, schedule
 from medvl.data.record import IMAGE_PLACEHOLDER, Message, Record
 from medvl.errors import ConfigError
 from medvl.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -52,24 +53,6 @@ logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "2"
 DATASET = "phantom"
-SPLITS = ("train", "val", "test")
-QUESTION_TYPES = text.QUESTION_TYPES
-# (question type, multiple choice?, share of records). Closed questions are ~61% of the data.
-KIND_WEIGHTS: tuple[tuple[str, bool, float], ...] = (
-    ("presence", False, 0.21),
-    ("laterality", False, 0.10),
-    ("laterality", True, 0.04),
-    ("modality", False, 0.10),
-    ("modality", True, 0.05),
-    ("organ", False, 0.08),
-    ("organ", True, 0.04),
-    ("counting", False, 0.08),
-    ("counting", True, 0.04),
-    ("size", False, 0.07),
-    ("findings", False, 0.10),
-    ("findings", True, 0.03),
-    ("report", False, 0.06),
-)
 _IMAGE_NAME = re.compile(r"^phantom-\d{5,}\.png$")
 
 
@@ -92,92 +75,7 @@ class PhantomSummary:
     seconds: float
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """The question planned for one sample, fixed before its facts are drawn."""
-
-    index: int
-    split: str
-    qtype: str
-    mcq: bool
-    lang: str
-    target: str | None  # presence "yes"/"no" or laterality "left"/"right", balanced up front
-    letter: str | None  # the correct option letter of a multiple-choice question
-
-
-def _round(x: float) -> int:
-    return int(np.floor(x + 0.5))
-
-
-def _pick(rng: np.random.Generator, values: Sequence[Any], p: Sequence[float] | None = None) -> Any:
-    return values[int(rng.choice(len(values), p=p))]
-
-
-def _quotas(n: int) -> list[int]:
-    """Records per entry of KIND_WEIGHTS (largest remainder), every question type >= 1 if n >= 8."""
-    raw = [weight * n for *_, weight in KIND_WEIGHTS]
-    counts = [int(x) for x in raw]
-    by_remainder = sorted(range(len(raw)), key=lambda i: (counts[i] - raw[i], i))
-    for i in by_remainder[: n - sum(counts)]:
-        counts[i] += 1
-    for qtype in QUESTION_TYPES:
-        kinds = [i for i, kind in enumerate(KIND_WEIGHTS) if kind[0] == qtype]
-        donor = max(range(len(counts)), key=lambda i: counts[i])
-        if sum(counts[i] for i in kinds) == 0 and counts[donor] > 1:
-            counts[donor] -= 1
-            counts[kinds[0]] += 1
-    return counts
-
-
-def _balanced(rng: np.random.Generator, values: Sequence[str], n: int) -> list[str]:
-    """``n`` values in shuffled blocks that each hold every value once: balanced yet random."""
-    blocks = (n + len(values) - 1) // len(values)
-    return [values[j] for _ in range(blocks) for j in rng.permutation(len(values))][:n]
-
-
-def _schedule(
-    n: int,
-    val_fraction: float,
-    test_fraction: float,
-    zh_fraction: float,
-    rng: np.random.Generator,
-) -> list[_Spec]:
-    """Plan every sample's question type, split, language and balanced targets.
-
-    Language, presence yes/no, laterality side and the correct option letter are balanced within
-    each split, so even the small test split is balanced.
-    """
-    kinds = [
-        kind for kind, count in zip(KIND_WEIGHTS, _quotas(n), strict=True) for _ in range(count)
-    ]
-    kinds = [kinds[i] for i in rng.permutation(n)]
-    splits = _assign_splits([qtype for qtype, *_ in kinds], val_fraction, test_fraction)
-    cycles = {
-        (split, name): iter(_balanced(rng, values, n))
-        for split in SPLITS
-        for name, values in (
-            ("presence", ("yes", "no")),
-            ("laterality", ("left", "right")),
-            ("letter", "ABCD"),
-        )
-    }
-    zh: set[int] = set()
-    for split in SPLITS:
-        members = [i for i in range(n) if splits[i] == split]
-        chosen = rng.permutation(len(members))[: _round(len(members) * zh_fraction)]
-        zh.update(members[int(j)] for j in chosen)
-    specs = []
-    for i, (qtype, mcq, _) in enumerate(kinds):
-        target = cycles.get((splits[i], qtype))
-        letter = next(cycles[splits[i], "letter"]) if mcq else None
-        lang = "zh" if i in zh else "en"
-        specs.append(
-            _Spec(i, splits[i], qtype, mcq, lang, next(target) if target else None, letter)
-        )
-    return specs
-
-
-def _lesion_plan(spec: _Spec, rng: np.random.Generator) -> tuple[int, str, str | None]:
+def _lesion_plan(spec: SampleSpec, rng: np.random.Generator) -> tuple[int, str, str | None]:
     """Lesion count, side ("left"/"right"/"bilateral"/"none") and size that suit the question.
 
     At most two large lesions fit on one side of the smallest organs, so three large one-sided
@@ -185,21 +83,21 @@ def _lesion_plan(spec: _Spec, rng: np.random.Generator) -> tuple[int, str, str |
     """
     some = (1, 2, 3), (0.5, 0.3, 0.2)
     if spec.qtype == "laterality":
-        count, side = _pick(rng, *some), str(spec.target)
+        count, side = pick(rng, *some), str(spec.target)
     else:
         if spec.qtype == "presence":
-            count = 0 if spec.target == "no" else _pick(rng, *some)
+            count = 0 if spec.target == "no" else pick(rng, *some)
         elif spec.qtype == "size":
-            count = _pick(rng, *some)
+            count = pick(rng, *some)
         elif spec.qtype == "counting":
-            count = _pick(rng, (0, 1, 2, 3), (0.16, 0.28, 0.28, 0.28))
+            count = pick(rng, (0, 1, 2, 3), (0.16, 0.28, 0.28, 0.28))
         else:
-            count = _pick(rng, (0, 1, 2, 3), (0.35, 0.30, 0.20, 0.15))
+            count = pick(rng, (0, 1, 2, 3), (0.35, 0.30, 0.20, 0.15))
         if count == 0:
             return 0, "none", None
         sides = ("left", "right") if count == 1 else ("left", "right", "bilateral")
-        side = _pick(rng, sides, None if count == 1 else (0.35, 0.35, 0.30))
-    size = _pick(rng, ("small", "large"))
+        side = pick(rng, sides, None if count == 1 else (0.35, 0.35, 0.30))
+    size = pick(rng, ("small", "large"))
     if count == 3 and size == "large" and side != "bilateral":
         size, side = ("small", side) if spec.qtype == "laterality" else (size, "bilateral")
     return count, side, size
@@ -208,16 +106,16 @@ def _lesion_plan(spec: _Spec, rng: np.random.Generator) -> tuple[int, str, str |
 def _lesion_sides(count: int, side: str, rng: np.random.Generator) -> list[str]:
     if side != "bilateral":
         return [side] * count
-    return ["left", "right"] + [_pick(rng, ("left", "right"))] * (count - 2)
+    return ["left", "right"] + [pick(rng, ("left", "right"))] * (count - 2)
 
 
-def _sample_facts(spec: _Spec, rng: np.random.Generator) -> text.Facts:
+def _sample_facts(spec: SampleSpec, rng: np.random.Generator) -> text.Facts:
     """Draw the facts of one sample and place its lesions (on a larger image if crowded)."""
-    modality = _pick(rng, tuple(MODALITY_ORGANS))
-    organ = _pick(rng, MODALITY_ORGANS[modality])
+    modality = pick(rng, tuple(MODALITY_ORGANS))
+    organ = pick(rng, MODALITY_ORGANS[modality])
     count, side, size = _lesion_plan(spec, rng)
     sides = _lesion_sides(count, side, rng)
-    width, height = _pick(rng, ODD_SIZES if rng.uniform() < 0.2 else ALIGNED_SIZES)
+    width, height = pick(rng, ODD_SIZES if rng.uniform() < 0.2 else ALIGNED_SIZES)
     for w, h in sizes_from(width, height):
         lesions = place_lesions(organ, w, h, sides, str(size), rng) if count else ()
         if lesions is not None:
@@ -243,7 +141,9 @@ def _meta(facts: text.Facts, template: str, mcq: bool) -> dict[str, Any]:
     }
 
 
-def _build_record(spec: _Spec, facts: text.Facts, image: str, rng: np.random.Generator) -> Record:
+def _build_record(
+    spec: SampleSpec, facts: text.Facts, image: str, rng: np.random.Generator
+) -> Record:
     """One canonical record: the question about ``facts`` and its gold answer."""
     templates = text.question_templates(spec.qtype, spec.lang, spec.mcq)
     t = int(rng.integers(len(templates)))
@@ -269,22 +169,6 @@ def _build_record(spec: _Spec, facts: text.Facts, image: str, rng: np.random.Gen
         question_type=spec.qtype,
         meta=_meta(facts, template_id, spec.mcq),
     )
-
-
-def _assign_splits(qtypes: Sequence[str], val_fraction: float, test_fraction: float) -> list[str]:
-    """Split per question type (in the shuffled order) so that test holds every type.
-
-    Each type with at least two samples puts at least one in test; a lone sample stays in train.
-    """
-    splits = ["train"] * len(qtypes)
-    for qtype in QUESTION_TYPES:
-        members = [i for i, q in enumerate(qtypes) if q == qtype]
-        n_test = _round(len(members) * test_fraction)
-        n_test = max(n_test, 1) if len(members) > 1 and test_fraction > 0 else n_test
-        n_val = min(_round(len(members) * val_fraction), len(members) - n_test)
-        for j, index in enumerate(members):
-            splits[index] = "test" if j < n_test else "val" if j < n_test + n_val else "train"
-    return splits
 
 
 def _check_args(
@@ -370,7 +254,7 @@ def generate_phantom(
     start = time.perf_counter()
     out_dir = Path(out_dir)
     root = np.random.SeedSequence(seed)
-    specs = _schedule(n, val_fraction, test_fraction, zh_fraction, np.random.default_rng(root))
+    specs = schedule(n, val_fraction, test_fraction, zh_fraction, np.random.default_rng(root))
     by_split: dict[str, list[Record]] = {split: [] for split in SPLITS}
     for spec, child in zip(specs, root.spawn(n), strict=True):
         rng = np.random.default_rng(child)

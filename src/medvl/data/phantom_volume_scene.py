@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medvl.data.medimage import WINDOW_PRESETS, apply_window
 from medvl.data.phantom_images import DISPLAY_LOW, DISPLAY_TOP, LESION_LEVEL
+from medvl.data.windowing import WINDOW_PRESETS, apply_window
 
 FOV_MM = 256.0
 LESION_RADIUS_MM = (28.0, 36.0)

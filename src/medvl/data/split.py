@@ -26,13 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from medvl.data.grouping import DEFAULT_GROUP_BY, Grouping, group_records
-from medvl.data.leakage import (
-    CANDIDATE_DISTANCE,
-    PHASH_DISTANCE,
-    ImageHasher,
-    LeakageReport,
-    find_leakage,
-)
+from medvl.data.leakage import CANDIDATE_DISTANCE, PHASH_DISTANCE, LeakageReport, find_leakage
+from medvl.data.media_hashes import ImageHasher
 from medvl.data.record import RECORD_FIELDS, Record
 from medvl.errors import ConfigError, MedvlError, RecordError
 

@@ -328,6 +328,6 @@ def _too_long(length: int, max_length: int, video_tokens: int, shapes: list[Vide
         f"{length} tokens, {video_tokens} of them for {len(shapes)} video(s) of {frames} "
         f"frame(s), above max_length {max_length}; a video is never cut: use fewer slices "
         "(a smaller sample.n, a larger sample.every_mm, a slab, or fewer frames), a smaller "
-        "video pixel budget (the video processor's max_pixels), raise max_length, or drop "
-        "the record"
+        "video pixel budget (data.video_max_pixels in a recipe, --video-max-pixels on the "
+        "command line), raise max_length, or drop the record"
     )

@@ -22,7 +22,6 @@ from types import MappingProxyType
 from medvl.data.formats import FormatSpec, convert
 from medvl.data.formats.base import (
     Candidate,
-    ConvertReport,
     ReadContext,
     Skipped,
     SkipRecord,
@@ -33,6 +32,7 @@ from medvl.data.formats.base import (
     text_field,
 )
 from medvl.data.formats.chat import image_list
+from medvl.data.formats.convert_report import ConvertReport
 from medvl.data.formats.sources import object_rows, require_file
 from medvl.data.record import Record
 from medvl.errors import ConfigError, UnknownNameError

@@ -13,7 +13,9 @@ ids common to a benchmark's runs:
 Each example carries the question, options, gold answer, image paths (from the data file the
 baseline was scored on) and per run the prediction, the answer read from it, the rule that read
 it and the verdict. :func:`thumbnail` turns an image (PNG/JPEG/DICOM/NIfTI) into a small base64
-JPEG for the self-contained HTML page; the report JSON keeps paths, not pixels.
+JPEG for the self-contained HTML page, and :func:`filmstrip` a video entry (a volume, series or
+slice list, its paths made absolute) into :data:`FILMSTRIP_FRAMES` such JPEGs, evenly spaced over
+the frames the model got; the report JSON keeps paths and entries, not pixels.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ MAX_DISAGREEMENTS = 8
 MAX_ERRORS_PER_RUN = 3
 MAX_PREDICTION_CHARS = 400
 THUMBNAIL_PX = 160
+FILMSTRIP_FRAMES = 5
+FILMSTRIP_PX = 96
 _KIND_ORDER = {"mcq": 0, "closed": 1, "open": 2, "report": 3}
 
 Rows = Mapping[str, Mapping[str, Any]]
@@ -114,11 +118,16 @@ def _records(data_path: str | None, wanted: set[str]) -> tuple[dict[str, Any], s
     except (MedvlError, OSError) as exc:
         return {}, f"data file {data_path} unreadable ({exc}): no questions or images"
     base = Path(data_path).parent
+
+    def absolute(path: str) -> str:
+        return path if Path(path).is_absolute() else str(base / path)
+
     return {
         r.id: {
             "question": r.question,
             "options": dict(r.options or {}),
             "images": [str(p) for p in r.image_paths(base)],
+            "videos": [spec.rebased(absolute).to_dict() for spec in r.videos],
         }
         for r in records
         if r.id in wanted
@@ -138,6 +147,7 @@ def _example(
         "question": record.get("question"),
         "options": record.get("options") or {},
         "images": record.get("images") or [],
+        "videos": record.get("videos") or [],
         "gold": ref.get("gold"),
         "runs": {name: _verdict(rows[record_id]) for name, rows in runs.items()},
     }
@@ -165,7 +175,40 @@ def thumbnail(path: str | Path, size: int = THUMBNAIL_PX) -> tuple[str | None, s
         image = load_image(path)
     except (MedvlError, OSError, ValueError) as exc:
         return None, f"{Path(path).name}: {str(exc).splitlines()[0][:120]}"
+    return _jpeg(image, size), None
+
+
+def filmstrip(
+    entry: Mapping[str, Any], count: int = FILMSTRIP_FRAMES, size: int = FILMSTRIP_PX
+) -> tuple[list[str], str | None]:
+    """``(base64 JPEGs, None)``: ``count`` frames evenly spaced (first and last included) over
+    the frames the model gets from the video ``entry`` (paths absolute), each shrunk to fit
+    ``size`` px; ``([], why)`` when it cannot be read. A slice list decodes only the picked
+    files; a volume or series is read whole, so the window matches the model's frames."""
+    from dataclasses import replace
+
+    from medvl.data.video import VideoFieldError, VideoSpec
+    from medvl.data.volumes import read_video, sample_indices
+
+    label = str(entry.get("volume") or entry.get("series") or "frames")
+    try:
+        spec = VideoSpec.from_dict(dict(entry))
+        if spec.frames is not None:  # each frame is read alone: decode only the picked ones
+            picked = sample_indices(len(spec.frames), None, {"n": count})
+            spec = replace(spec, frames=tuple(spec.frames[i] for i in picked))
+        frames = read_video(spec, Path.cwd()).frames
+    except (MedvlError, VideoFieldError, OSError, ValueError) as exc:
+        return [], f"{Path(label).name}: {str(exc).splitlines()[0][:120]}"
+    if not frames:
+        return [], f"{Path(label).name}: no frames"
+    picked = sample_indices(len(frames), None, {"n": count})
+    return [_jpeg(frames[i], size) for i in picked], None
+
+
+def _jpeg(image: Any, size: int) -> str:
+    """``image`` shrunk to fit ``size`` px, as base64 JPEG text."""
+    image = image.copy()
     image.thumbnail((size, size))
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=80, optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode("ascii"), None
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

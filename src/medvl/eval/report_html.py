@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from importlib import resources
 from typing import Any
 
-from medvl.eval.report_gallery import thumbnail
+from medvl.eval.report_gallery import filmstrip, thumbnail
 from medvl.eval.report_tables import (
     SMALL_LEGEND,
     SMALL_MARK,
@@ -167,8 +168,9 @@ def render_html(report: dict[str, Any]) -> str:
 
 def gallery_views(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Per comparison with a gallery: ``{title, rules, problem, sections}``; each section is
-    ``(heading, examples)`` and each example gains ``thumbs`` (``{src, why}`` per image)."""
-    cache: dict[str, tuple[str | None, str | None]] = {}
+    ``(heading, examples)`` and each example gains ``thumbs`` (``{src, why}`` per image) and
+    ``strips`` (``{frames, why}`` per video: :func:`~medvl.eval.report_gallery.filmstrip`)."""
+    cache: dict[str, Any] = {}  # image path or video entry (JSON) -> its thumbnail(s)
     views = []
     several = len(comparisons(report)) > 1
     for c in comparisons(report):
@@ -194,9 +196,7 @@ def gallery_views(report: dict[str, Any]) -> list[dict[str, Any]]:
     return views
 
 
-def _with_thumbs(
-    examples: list[dict[str, Any]], cache: dict[str, tuple[str | None, str | None]]
-) -> list[dict[str, Any]]:
+def _with_thumbs(examples: list[dict[str, Any]], cache: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for example in examples:
         thumbs = []
@@ -205,7 +205,14 @@ def _with_thumbs(
                 cache[path] = thumbnail(path)
             src, why = cache[path]
             thumbs.append({"src": src, "why": why})
-        out.append({**example, "thumbs": thumbs})
+        strips = []
+        for entry in example.get("videos") or []:
+            key = json.dumps(entry, sort_keys=True)
+            if key not in cache:
+                cache[key] = filmstrip(entry)
+            frames, why = cache[key]
+            strips.append({"frames": frames, "why": why})
+        out.append({**example, "thumbs": thumbs, "strips": strips})
     return out
 
 

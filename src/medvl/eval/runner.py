@@ -11,7 +11,7 @@ Layout of a run folder ``OUT``::
     predictions.jsonl     this run's predictions: the cache lines of the scored records
     data.first-N.jsonl    the scored records when --limit N leaves some out
     data.selected-N.jsonl the scored records when --where/--sample (and --limit) leave some out
-    scores.jsonl, metrics.json         written by :func:`medvl.eval.scoring.score_files`
+    scores.jsonl, metrics.json         written by :func:`medvl.eval.scoring_run.score_files`
     run.json              resolved configuration, hashes, counts, timings, versions
 
 **Conversion cache.** ``data.jsonl`` is reused while ``data.source.json`` matches: same input
@@ -20,7 +20,9 @@ fingerprint (a file's SHA-256; for a folder, every file's path and size plus the
 version, and ``data.jsonl`` still has the hash written there. ``reconvert`` forces it.
 
 **Prediction cache key**: the first 16 hex digits of the SHA-256 of the JSON object
-``{model fingerprint id, engine, prompt template digest, generation settings, data SHA-256}``.
+``{model fingerprint id, engine, input settings, prompt template digest, generation settings,
+data SHA-256}``; input settings (local models only) are the precision, quantization and image
+and video pixel budgets, which change what a model says from the same weights.
 Batch size is not part of it (batched greedy outputs equal unbatched ones). Predictions are
 written through :func:`medvl.infer.predict.predict_records`, batch by batch with fsync, so a
 killed run resumes where it stopped; a run whose records are all in the cache never loads the
@@ -49,13 +51,8 @@ from medvl.eval.benchmarks import Benchmark, get_benchmark
 from medvl.eval.breakdown import BootstrapSettings
 from medvl.eval.prompts import PromptTemplate, resolve_prompt
 from medvl.eval.run_data import PreparedData, prepare_data
-from medvl.eval.scoring import (
-    DEFAULT_MAX_PREDICTION_CHARS,
-    check_gold,
-    check_prediction_cap,
-    resolve_protocol,
-    score_files,
-)
+from medvl.eval.scoring import DEFAULT_MAX_PREDICTION_CHARS, check_gold
+from medvl.eval.scoring_run import check_prediction_cap, resolve_protocol, score_files
 from medvl.fileio import atomic_write_json, atomic_writer, check_writable_dir
 from medvl.infer.engine import Engine, GenerationSettings
 from medvl.infer.factory import EngineSpec, open_engine
@@ -135,11 +132,15 @@ def cache_key(
     template: PromptTemplate,
     settings: GenerationSettings,
     data_sha256: str,
+    inputs: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """``(key, parts)``: what identifies a set of predictions (see the module docstring)."""
+    """``(key, parts)``: what identifies a set of predictions (see the module docstring).
+    ``inputs``: the engine's :meth:`~medvl.infer.engine.Engine.input_settings` (precision,
+    quantization, pixel budgets), left out of the key when the engine has none (a server)."""
     parts = {
         "model": fingerprint.get("id"),
         "engine": engine,
+        **({"inputs": inputs} if inputs is not None else {}),
         "prompt": template.digest(),
         "settings": settings.to_dict(),
         "data_sha256": data_sha256,
@@ -260,7 +261,8 @@ class _Prediction:
         engine = model if isinstance(model, Engine) else None
         fingerprint = engine.fingerprint() if engine else model.fingerprint()
         if fingerprint is not None:
-            self._key(fingerprint, engine.name if engine else model.engine)
+            inputs = engine.input_settings() if engine else model.input_settings()
+            self._key(fingerprint, engine.name if engine else model.engine, inputs)
             ids = {r.id for r in records}
             if not self.overwrite and ids <= _done_ids(self.path):
                 logger.info("%s: all %d predictions cached", self.path, len(ids))
@@ -268,7 +270,7 @@ class _Prediction:
         opened = engine is None
         engine = engine or open_engine(model)
         try:
-            self._key(engine.fingerprint(), engine.name)  # the loaded weights' own
+            self._key(engine.fingerprint(), engine.name, engine.input_settings())  # as loaded
             self.summary = predict_records(
                 engine,
                 records,
@@ -282,10 +284,10 @@ class _Prediction:
             if opened:
                 engine.close()
 
-    def _key(self, fingerprint: dict[str, Any], engine: str) -> None:
+    def _key(self, fingerprint: dict[str, Any], engine: str, inputs: dict | None) -> None:
         self.fingerprint, self.engine = fingerprint, engine
         self.key, self.parts = cache_key(
-            fingerprint, engine, self.template, self.settings, self.data.sha256
+            fingerprint, engine, self.template, self.settings, self.data.sha256, inputs
         )
         self.path = self.out / "predictions" / f"{self.template.name}-{self.key}.jsonl"
         described = self.path.with_suffix(".json")

@@ -83,8 +83,9 @@ def load(
     """Load a local model (+ adapters) or connect to an OpenAI-compatible server.
 
     ``load_options`` are :class:`medvl.models.loading.LoadOptions` fields (``dtype``,
-    ``device``, ``attn_implementation``, ``min_pixels``, ``max_pixels``, ``quantization``,
-    ``trust_remote_code``). With ``base_url``, ``model`` is the served model name.
+    ``device``, ``attn_implementation``, ``min_pixels``, ``max_pixels``, ``video_min_pixels``,
+    ``video_max_pixels``, ``quantization``, ``trust_remote_code``). With ``base_url``,
+    ``model`` is the served model name.
     """
     from medvl.infer.factory import EngineSpec, open_engine
     from medvl.models.loading import LoadOptions

@@ -280,6 +280,12 @@ class Engine(ABC):
     def fingerprint(self) -> dict[str, Any]:
         """What produced the outputs; ``id`` is compared when a prediction run resumes."""
 
+    def input_settings(self) -> dict[str, Any] | None:
+        """Settings besides the weights that change what a local model says (precision,
+        quantization, pixel budgets; :func:`medvl.infer.factory.input_settings`); ``None``
+        where the engine does not control them (a server)."""
+        return None
+
     def generate(
         self, requests: Sequence[ChatRequest], settings: GenerationSettings
     ) -> list[Generation]:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from medvl.errors import ConfigError
+from medvl.models.input_settings import input_settings
 from medvl.models.loading import LoadOptions
 
 if TYPE_CHECKING:
@@ -75,6 +76,10 @@ class EngineSpec:
     def engine(self) -> str:
         """The engine's name: ``openai`` for a server, ``hf`` for a local model."""
         return "openai" if self.base_url else "hf"
+
+    def input_settings(self) -> dict[str, Any] | None:
+        """What :meth:`Engine.input_settings` will say, without loading (None: a server)."""
+        return None if self.base_url else input_settings(self.load)
 
     def fingerprint(self) -> dict[str, Any] | None:
         """What :meth:`Engine.fingerprint` will say, without loading (None: must connect)."""

@@ -1,6 +1,7 @@
 """Batched generation with a local Hugging Face model.
 
-Why each step is the way it is:
+Why each step is the way it is (building each request's inputs and the left-padded batch is
+:mod:`medvl.infer.hf_inputs`):
 
 * **Parallel preparation.** Reading images (PNG, DICOM, NIfTI) and running the image processor
   happen in a thread pool ahead of the model, so the model never waits for disk or decoding.
@@ -23,13 +24,11 @@ Why each step is the way it is:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,101 +42,18 @@ from medvl.infer.engine import (
     InferenceError,
     TokenStream,
 )
-from medvl.infer.image_cache import (
-    ProcessedImageCache,
-    encode_cached,
-    settings_digest,
-    shared_cache,
+from medvl.infer.hf_inputs import (
+    Prepared,
+    collate_left,
+    default_workers,
+    failure_reason,
+    prepare_request,
 )
-from medvl.infer.video_media import video_inputs
+from medvl.infer.image_cache import ProcessedImageCache, shared_cache
+from medvl.models.input_settings import input_settings
 from medvl.models.loading import LoadedModel, LoadOptions
 
 logger = logging.getLogger(__name__)
-
-#: Per-token tensors that are left-padded (with the pad id for input_ids, 0 otherwise).
-SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
-
-
-@dataclass
-class Prepared:
-    """One request after image loading and processing: model inputs, or the reason it failed."""
-
-    index: int
-    request: ChatRequest
-    prompt: str = ""
-    inputs: dict[str, Any] | None = None
-    error: str | None = None
-
-    @property
-    def length(self) -> int:
-        return 0 if self.inputs is None else int(self.inputs["input_ids"].shape[-1])
-
-
-def default_workers() -> int:
-    """Threads for image preparation: one per spare core, at most 4."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
-
-
-def prepare_request(
-    processor: Any,
-    index: int,
-    request: ChatRequest,
-    cache: ProcessedImageCache | None = None,
-) -> Prepared:
-    """Load the request's images and build its model inputs; never raises for bad input.
-
-    With ``cache``, image files already processed with the same image processor settings are
-    taken from it. The settings digest is taken per request (~30 us), so a pixel range changed
-    in place on the processor never meets pixels processed under the old one."""
-    from PIL import Image
-
-    from medvl.data.medimage import load_image
-
-    problem = request.check()
-    if problem:
-        return Prepared(index, request, error=problem)
-    try:
-        prompt = processor.apply_chat_template(
-            request.messages, tokenize=False, add_generation_prompt=True
-        )
-        digest = settings_digest(processor) if cache is not None and cache.enabled else None
-        if digest is not None and request.images and not request.videos:
-            encoded = encode_cached(processor, prompt, request.images, cache, digest)
-        else:
-            images = [
-                image.convert("RGB") if isinstance(image, Image.Image) else load_image(image)
-                for image in request.images
-            ]
-            encoded = processor(
-                text=[prompt],
-                images=images or None,
-                return_tensors="pt",
-                **video_inputs(processor, request.videos),
-            )
-    except Exception as exc:  # a bad image or message fails this request only
-        return Prepared(index, request, error=_reason(exc))
-    return Prepared(index, request, prompt=prompt, inputs=dict(encoded))
-
-
-def collate_left(samples: list[Prepared], pad_token_id: int) -> dict[str, Any]:
-    """Stack prepared requests into one batch, left-padding the per-token tensors."""
-    width = max(s.length for s in samples)
-    batch: dict[str, Any] = {}
-    for key in SEQUENCE_KEYS:
-        if key not in samples[0].inputs:
-            continue
-        fill = pad_token_id if key == "input_ids" else 0
-        dtype = samples[0].inputs[key].dtype
-        out = torch.full((len(samples), width), fill, dtype=dtype)
-        for row, sample in enumerate(samples):
-            values = sample.inputs[key][0]
-            out[row, width - values.shape[0] :] = values
-        batch[key] = out
-    others = {key for s in samples for key in s.inputs if key not in SEQUENCE_KEYS}
-    for key in sorted(others):
-        parts = [s.inputs[key] for s in samples if key in s.inputs]
-        batch[key] = torch.cat(parts, dim=0)
-    return batch
 
 
 class _Cancelled(StoppingCriteria):
@@ -209,6 +125,9 @@ class HFEngine(Engine):
 
     def fingerprint(self) -> dict[str, Any]:
         return self.loaded.fingerprint()
+
+    def input_settings(self) -> dict[str, Any]:
+        return input_settings(self.loaded.options, self.loaded.dtype)
 
     def prepare(self, index: int, request: ChatRequest) -> Prepared:
         return prepare_request(self.processor, index, request, self.image_cache)
@@ -282,8 +201,8 @@ class HFEngine(Engine):
             return self._generate(batch, settings, cancel)
         except Exception as exc:
             if len(batch) == 1:
-                logger.warning("request %r failed: %s", batch[0].request.id, _reason(exc))
-                return [Generation.failed(batch[0].request, batch[0].index, _reason(exc))]
+                logger.warning("request %r failed: %s", batch[0].request.id, failure_reason(exc))
+                return [Generation.failed(batch[0].request, batch[0].index, failure_reason(exc))]
             logger.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
             return [g for item in batch for g in self._run_batch([item], settings, cancel)]
 
@@ -377,7 +296,7 @@ class HFEngine(Engine):
                     yield piece
             thread.join()
             if "error" in outcome:
-                raise InferenceError(f"generation failed: {_reason(outcome['error'])}")
+                raise InferenceError(f"generation failed: {failure_reason(outcome['error'])}")
 
         def finish(text: str) -> Generation:
             width = inputs["input_ids"].shape[1]
@@ -395,8 +314,3 @@ def _eos_ids(model: Any) -> list[int]:
     if eos is None:
         return []
     return [int(e) for e in eos] if isinstance(eos, (list, tuple)) else [int(eos)]
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:500]

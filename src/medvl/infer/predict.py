@@ -147,6 +147,17 @@ class PredictionFile:
                     f"{old_model.get('id')!r}; now {model.get('id')!r}); pass another --out, "
                     "or --overwrite to start over"
                 )
+            if "inputs" in old_model and old_model["inputs"] != model.get("inputs"):
+                before, now = old_model["inputs"] or {}, model.get("inputs") or {}
+                diffs = ", ".join(
+                    f"{k} {before.get(k)!r} -> {now.get(k)!r}"
+                    for k in sorted(set(before) | set(now))
+                    if before.get(k) != now.get(k)
+                )
+                raise PredictionFileError(
+                    f"{self.path}: id {row['id']!r} was predicted with other input settings "
+                    f"({diffs}); pass another --out, or --overwrite to start over"
+                )
             old = row.get("settings") or {}
             changed = [key for key in wanted if old.get(key) != wanted[key]]
             if changed:
@@ -207,6 +218,9 @@ def predict_records(
     start = time.perf_counter()
     output = PredictionFile(out)
     model = engine.fingerprint()
+    inputs = engine.input_settings()  # precision, quantization, pixel budgets (local models)
+    if inputs is not None:
+        model = {**model, "inputs": inputs}
     done = output.resume(model, settings, overwrite=overwrite, retry_errors=retry_errors)
     todo = [record for record in records if record.id not in done]
     if limit is not None:

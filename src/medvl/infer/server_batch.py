@@ -41,7 +41,7 @@ IDLE_EXIT_S = 10.0
 
 @dataclass
 class _Job:
-    item: Any  # a Prepared request (medvl.infer.hf_engine), inputs built
+    item: Any  # a Prepared request (medvl.infer.hf_inputs), inputs built
     settings: GenerationSettings
     deadline: float | None
     arrived: float = field(default_factory=time.monotonic)

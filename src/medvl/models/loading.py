@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medvl.errors import ConfigError, MedvlError
+from medvl.models.processing import check_pixel_range, set_pixel_budgets
 from medvl.models.registry import FamilySpec, detect_family
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class ModelLoadError(MedvlError):
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load: precision, device, attention kernel, pixel budget, quantization."""
+    """How to load: precision, device, attention kernel, pixel budgets, quantization."""
 
     dtype: str = field(default="auto", metadata={"help": "auto, fp32, bf16 or fp16"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
@@ -64,6 +65,10 @@ class LoadOptions:
     )
     min_pixels: int | None = field(default=None, metadata={"help": "smallest image area, px"})
     max_pixels: int | None = field(default=None, metadata={"help": "largest image area, px"})
+    video_min_pixels: int | None = field(default=None, metadata={"help": "smallest frame, px"})
+    video_max_pixels: int | None = field(
+        default=None, metadata={"help": "largest frame area, px (Qwen3-VL: of all frames)"}
+    )
     quantization: str | None = field(default=None, metadata={"help": "4bit or 8bit (CUDA only)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "run code from the folder"})
     merge_adapters: bool = field(
@@ -78,14 +83,9 @@ class LoadOptions:
             raise ConfigError(
                 f"quantization {self.quantization!r} is not known; use 4bit, 8bit or leave it unset"
             )
-        for name in ("min_pixels", "max_pixels"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be a positive pixel count, got {value}")
-        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
-            raise ConfigError(
-                f"min_pixels ({self.min_pixels}) is larger than max_pixels ({self.max_pixels})"
-            )
+        check_pixel_range(self.min_pixels, self.max_pixels, ("min_pixels", "max_pixels"))
+        names = ("video_min_pixels", "video_max_pixels")
+        check_pixel_range(self.video_min_pixels, self.video_max_pixels, names)
 
 
 @dataclass
@@ -256,16 +256,14 @@ def quantization_config(quantization: str | None, device: str, dtype: torch.dtyp
 
 
 def load_processor(source: str | Path, options: LoadOptions) -> Any:
-    """The processor of ``source`` with the pixel budget overridden, padding on the left."""
+    """The processor of ``source`` with the image and video pixel budgets overridden (each
+    apart: :func:`~medvl.models.processing.set_pixel_budgets`), padding on the left."""
     from transformers import AutoProcessor
 
-    kwargs: dict[str, Any] = {"trust_remote_code": options.trust_remote_code}
-    if options.min_pixels is not None:
-        kwargs["min_pixels"] = options.min_pixels
-    if options.max_pixels is not None:
-        kwargs["max_pixels"] = options.max_pixels
     try:
-        processor = AutoProcessor.from_pretrained(str(source), **kwargs)
+        processor = AutoProcessor.from_pretrained(
+            str(source), trust_remote_code=options.trust_remote_code
+        )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"{source}: no usable processor ({_first_line(exc)}); the folder needs the "
@@ -273,6 +271,8 @@ def load_processor(source: str | Path, options: LoadOptions) -> Any:
         ) from None
     if getattr(processor, "tokenizer", None) is None:
         raise ModelLoadError(f"{source}: the processor has no tokenizer; is it a Qwen-VL model?")
+    budget = (options.min_pixels, options.max_pixels)
+    set_pixel_budgets(processor, *budget, options.video_min_pixels, options.video_max_pixels)
     processor.tokenizer.padding_side = "left"  # batched generation continues from the right end
     return processor
 

@@ -14,6 +14,9 @@ see the same frames, the same resize and the same prompt text:
   positions step by ``tokens_per_second`` per patch instead of collapsing to 0, as they do at
   the 24 fps transformers assumes without metadata) and Qwen3-VL writes ``<0.2 seconds>``,
   ``<1.2 seconds>``, ... before each patch;
+* the video pixel range is a setting of its own (``data.video_max_pixels`` in recipes,
+  ``--video-max-pixels`` on the command line, :func:`set_pixel_budgets`), apart from the image
+  one;
 * ``cap_pixels_per_frame`` is passed explicitly (the checkpoint's setting, else False), which
   fixes the per-frame pixel budget and silences transformers' warning about its default.
 """
@@ -29,6 +32,7 @@ from medvl.data.video import (  # noqa: F401  (re-exported: the call lives with 
     temporal_patch_size,
     video_call_kwargs,
 )
+from medvl.errors import ConfigError
 
 if TYPE_CHECKING:
     from medvl.data.tokens import TokenCounter
@@ -78,19 +82,61 @@ def set_video_pixel_budget(
     return processor
 
 
+def set_pixel_budgets(
+    processor: Any,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    video_min_pixels: int | None = None,
+    video_max_pixels: int | None = None,
+) -> Any:
+    """Set the image and the video pixel ranges in place; None keeps the processor's own.
+
+    The two are independent: an image setting never reaches the video processor (as
+    ``AutoProcessor.from_pretrained(max_pixels=...)`` would for Qwen2-VL and Qwen2.5-VL but not
+    for Qwen3-VL), so training, inference and the token counter resize frames alike.
+    """
+    set_pixel_budget(processor, min_pixels, max_pixels)
+    if getattr(processor, "video_processor", None) is not None:
+        set_video_pixel_budget(processor, video_min_pixels, video_max_pixels)
+    return processor
+
+
+def check_pixel_range(
+    min_pixels: int | None, max_pixels: int | None, names: tuple[str, str]
+) -> None:
+    """Refuse a pixel count below 1 or a minimum above the maximum; ``names`` are the two
+    settings as the user spells them (``data.video_min_pixels``, ``--max-pixels``...)."""
+    for name, value in zip(names, (min_pixels, max_pixels), strict=True):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{name} must be a positive pixel count, got {value!r}")
+    if min_pixels and max_pixels and min_pixels > max_pixels:
+        raise ConfigError(
+            f"{names[0]} ({min_pixels}) is larger than {names[1]} ({max_pixels}); "
+            f"lower {names[0]} or raise {names[1]}"
+        )
+
+
 def load_token_counter(
-    model: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None
+    model: str | Path,
+    *,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    video_min_pixels: int | None = None,
+    video_max_pixels: int | None = None,
 ) -> tuple[TokenCounter, bool]:
     """A counter for a model folder (exact) or a family name; returns ``(counter, exact)``.
 
-    For a family name the image tokens are exact for the released checkpoints' pixel budget,
-    but the text is counted with medvl's tiny tokenizer, so totals are approximate: pass the
-    model folder for exact lengths.
+    For a family name the image and video tokens are exact for the released checkpoints' pixel
+    budgets (or the ones given), but the text is counted with medvl's tiny tokenizer, so totals
+    are approximate: pass the model folder for exact lengths.
     """
     from medvl.data.tokens import TokenCounter
 
     if Path(model).is_dir():
         counter = TokenCounter.from_pretrained(model, min_pixels=min_pixels, max_pixels=max_pixels)
+        if video_min_pixels is not None or video_max_pixels is not None:
+            set_video_pixel_budget(counter.processor, video_min_pixels, video_max_pixels)
+            counter = TokenCounter(counter.processor, min_pixels=min_pixels, max_pixels=max_pixels)
         return counter, True
     from medvl.models.registry import get_family
     from medvl.models.tiny import build_processor
@@ -99,6 +145,7 @@ def load_token_counter(
     spec = get_family(str(model))
     processor = build_processor(spec, build_tokenizer(spec.name))
     set_video_pixel_budget(processor, *_released_video_budget(spec))
+    set_video_pixel_budget(processor, video_min_pixels, video_max_pixels)
     counter = TokenCounter(
         processor,
         min_pixels=min_pixels or spec.default_min_pixels,

@@ -216,6 +216,8 @@ EVAL_KEYS = frozenset(
         "breakdown",
         "protocol",
         "bench",
+        "video_min_pixels",
+        "video_max_pixels",
         *SELECT_KEYS,
     ]
 )
@@ -263,13 +265,20 @@ def _names(step: Step, key: str) -> tuple[str, ...]:
 
 
 def _engine_spec(step: Step) -> EngineSpec:
-    """The model an eval step runs: ``model`` (+ one ``adapter``), ``batch_size`` (16)."""
+    """The model an eval step runs: ``model`` (+ one ``adapter``), ``batch_size`` (16), and
+    the video pixel budget ``video_min_pixels``/``video_max_pixels`` (default: the processor's,
+    which training saved with the adapter)."""
     from medvl.infer.factory import EngineSpec
+    from medvl.models.loading import LoadOptions
 
     adapter = _get(step, "adapter", None, (str, type(None)))
+    video = {
+        k: _get(step, k, None, (int, type(None))) for k in ("video_min_pixels", "video_max_pixels")
+    }
     return EngineSpec(
         model=_get(step, "model", kinds=str),
         adapters=(adapter,) if adapter else (),
+        load=LoadOptions(**video) if any(v is not None for v in video.values()) else None,
         batch_size=_get(step, "batch_size", 16, int),
     )
 

@@ -12,8 +12,10 @@ TRL's VLM path: each dataset row holds ``prompt`` (a conversation) and ``images`
 sampler repeats each prompt ``num_generations`` times in a row, every row is generated and
 scored on its own, and rewards receive every other column per completion, so any
 ``batch_size`` (completions per device) keeps each completion with its own prompt and answer.
-Videos are refused before the model loads: TRL 1.16 computes the policy's log-probabilities
-from image inputs only (``grpo_data.TRL_VIDEO_GAP``).
+Rows with videos also carry their frames (``videos``); TRL 1.16 would generate from them but
+score the completions without them, so the trainer is
+:class:`~medvl.train.grpo_video.VideoGRPOTrainer`, which gives the video tensors to generation,
+the log-probabilities and the loss (vLLM rollouts with videos are refused before loading).
 
 Log-probabilities only where the loss is (issue 16): TRL 1.16 already does what medvl's SFT does
 with ``medvl.models.output_layer``, so medvl adds no override. ``GRPOTrainer.__init__`` patches
@@ -56,15 +58,13 @@ from medvl.train.checkpoints import (
     checkpoint_step,
     resume_checkpoint,
 )
-from medvl.train.grpo_config import GRPOConfig
-from medvl.train.grpo_data import GRPOData, prepare_data, refuse_videos
+from medvl.train.grpo_config import TRL_TESTED, GRPOConfig
+from medvl.train.grpo_data import GRPOData, check_video_support, prepare_data
 from medvl.train.grpo_monitor import LoggedReward, RewardLog
 from medvl.train.outputs import save_outputs
 from medvl.train.preflight import check_output_dir, screen_training_data
 
 logger = logging.getLogger(__name__)
-#: TRL releases this module is tested with (GRPO for VLMs, ``log_metric``, string scale_rewards).
-TRL_TESTED = ">=1.16,<2"
 
 
 @dataclass
@@ -132,6 +132,8 @@ def load_policy(config: GRPOConfig) -> tuple[Any, Any, str, str | None]:
         attn_implementation=config.attn_implementation,
         min_pixels=config.data.min_pixels,
         max_pixels=config.data.max_pixels,
+        video_min_pixels=config.data.video_min_pixels,
+        video_max_pixels=config.data.video_max_pixels,
     )
     loaded = load_model(start, options=options)
     return loaded.model, loaded.processor, start, adapter
@@ -264,7 +266,8 @@ def run_grpo(
     check_vllm(config)
     out = check_output_dir(config.output_dir)  # before the model loads: fail in seconds
     bad_images = screen_training_data(config.data.train, config.data.on_bad_image)
-    refuse_videos(Path(config.data.train), read_records(config.data.train))  # before loading
+    train = Path(config.data.train)  # videos with vLLM: refused before loading the model
+    check_video_support(train, read_records(train), vllm=config.vllm.enabled)
     set_seed(config.seed)  # LoRA weights are initialised before the Trainer seeds anything
     model, processor, start, adapter = load_policy(config)
     data = prepare_data(config, processor, skip=bad_images)
@@ -334,14 +337,15 @@ def _build_trainer(
     callbacks: list,
     progress: Progress | None = None,
 ):
-    """TRL's ``GRPOTrainer`` on the policy: LoRA (TRL wraps it) or the ``full_parts`` trained."""
-    from trl import GRPOTrainer
+    """TRL's ``GRPOTrainer`` (with medvl's video path) on the policy: LoRA (TRL wraps it) or
+    the ``full_parts`` trained."""
+    from medvl.train.grpo_video import VideoGRPOTrainer
 
     spec = detect_family(model)
     score_completions_only()
     if config.tuning == "full":
         freeze_for_full(model, config, spec)
-    return GRPOTrainer(
+    return VideoGRPOTrainer(
         model=model,
         reward_funcs=build_rewards(config, log),
         args=trl_args(config, tqdm=draws_bar(progress)),

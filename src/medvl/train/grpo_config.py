@@ -21,9 +21,12 @@ from medvl.train.rewards import REWARDS
 from medvl.train.training_config import (
     ON_BAD_IMAGE_HELP,
     PARTS,
+    VIDEO_MAX_PIXELS_HELP,
+    VIDEO_MIN_PIXELS_HELP,
     BadImagePolicy,
     Scheduler,
     TrainingSection,
+    check_data_pixels,
     shared_field,
 )
 
@@ -43,13 +46,18 @@ DRIFT = {
 }
 
 
+#: TRL releases medvl's GRPO is tested with (GRPO for VLMs, ``log_metric``, string scale_rewards,
+#: the private hooks ``grpo_video`` overrides); ``medvl.train.grpo`` refuses others.
+TRL_TESTED = ">=1.16,<2"
+
+
 @dataclass(kw_only=True)
 class GRPOSection:
     """The RL hyperparameters, all explicit (see :data:`DRIFT` for why)."""
 
     num_generations: int | None = field(default=None, metadata={"help": "completions per prompt"})
     max_prompt_length: int | None = field(
-        default=None, metadata={"help": "longer prompts (with image tokens) are dropped"}
+        default=None, metadata={"help": "longer prompts (with image and video tokens) are dropped"}
     )
     max_completion_length: int | None = field(default=None, metadata={"help": "new tokens"})
     beta: float | None = field(default=None, metadata={"help": "KL coefficient (0: no ref)"})
@@ -100,8 +108,13 @@ class GRPODataSection:
     train: Path = field(metadata={"help": "training JSONL (canonical records)"})
     min_pixels: int | None = field(default=None, metadata={"help": "processor min_pixels"})
     max_pixels: int | None = field(default=None, metadata={"help": "processor max_pixels"})
+    video_min_pixels: int | None = field(default=None, metadata={"help": VIDEO_MIN_PIXELS_HELP})
+    video_max_pixels: int | None = field(default=None, metadata={"help": VIDEO_MAX_PIXELS_HELP})
     max_train_samples: int | None = field(default=None, metadata={"help": "use the first N"})
     on_bad_image: BadImagePolicy = field(default="refuse", metadata={"help": ON_BAD_IMAGE_HELP})
+
+    def __post_init__(self) -> None:
+        check_data_pixels(self)
 
 
 @dataclass(kw_only=True)

@@ -2,19 +2,22 @@
 
 GRPO needs an answer a reward can verify. A record is kept when it has a gold answer (the
 option letter for MCQ, else ``answer`` or the last assistant turn) of a kind one of the recipe's
-accuracy rewards checks (``mcq``, ``closed``, ``open``), and when its prompt, with image tokens
-and the template, fits ``grpo.max_prompt_length``: prompts are never cut, since cutting through
-image tokens breaks the model. Every other record is dropped, counted by reason.
+accuracy rewards checks (``mcq``, ``closed``, ``open``), and when its prompt, with image and
+video tokens and the template, fits ``grpo.max_prompt_length``: prompts are never cut, since
+cutting through media tokens breaks the model. Every other record is dropped, counted by reason.
 
 TRL reads, per row: ``prompt`` (conversation with ``{"type": "image"}`` blocks) and ``images``
 (PIL images, loaded lazily with :func:`medvl.data.medimage.load_image`, so DICOM/NIfTI work);
 every other column (``id``, ``answer``, ``options``, ``answer_type``, ``lang``, ``question``)
 reaches the reward functions as a keyword argument.
 
-Records with videos are refused (:func:`refuse_videos`): TRL 1.16 generates from a video
-prompt but computes the policy's log-probabilities without the video (:data:`TRL_VIDEO_GAP`;
-measured: its training forward gets no ``pixel_values_videos``, ``video_grid_thw`` or
-``mm_token_type_ids``, and the run finishes without an error).
+Records with videos (``<video>`` placeholders, :class:`medvl.data.video.VideoSpec` entries) train
+too: their prompt length counts the video tokens exactly (:class:`medvl.data.tokens.TokenCounter`)
+and, when any kept record has videos, each row also carries ``videos`` (one list of PIL frames
+per ``<video>``, from :func:`medvl.data.volumes.load_frames`), which
+:class:`medvl.train.grpo_video.VideoGRPOTrainer` gives to generation, the log-probabilities and
+the loss (TRL 1.16 alone drops them). :func:`check_video_support` refuses videos where that path
+cannot run (vLLM rollouts, a TRL without the hooks).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from typing import Any
 from medvl.data.images import image_header
 from medvl.data.medimage import load_image
 from medvl.data.record import Record
-from medvl.data.tokens import budget_from_processor
+from medvl.data.tokens import TokenCounter, VideoShape, budget_from_processor
+from medvl.data.video import VideoSpec
+from medvl.data.volumes import load_frames
 from medvl.errors import MedvlError
 from medvl.eval.prompts import PromptTemplate
 from medvl.eval.scoring import gold_answer
@@ -42,7 +47,7 @@ REASONS = {
     "no_answer": "no gold answer",
     "no_reward": "no reward in the recipe checks this kind of answer",
     "template": "the prompt template does not fit it (reasoning is for multiple choice)",
-    "too_long": "prompt (with image tokens) longer than grpo.max_prompt_length",
+    "too_long": "prompt (with image and video tokens) longer than grpo.max_prompt_length",
     "bad_image": "unusable image (truncated, missing, ...) under data.on_bad_image: skip",
 }
 
@@ -93,6 +98,27 @@ def prompt_length(record: Record, base_dir: Path, processor: Any, prompt: list) 
     return length
 
 
+def video_prompt_length(counter: TokenCounter, record: Record, base_dir: Path) -> int:
+    """Tokens of the prompt of ``record`` (already templated) with its images and videos: the
+    token counter's exact count (Qwen3-VL timestamp text included)."""
+    sizes = [(h.width, h.height) for h in map(image_header, record.image_paths(base_dir))]
+    return counter.count(
+        record, sizes, [video_shape(v, base_dir) for v in record.videos], with_answer=False
+    )
+
+
+def video_shape(spec: VideoSpec, base_dir: Path) -> VideoShape:
+    """``(frames, width, height)`` of one video: from the first file's header for ``frames``
+    (validation checked that all frames share its size), else from the frames
+    :func:`medvl.data.volumes.load_frames` samples (a volume or series is decoded here once,
+    and again when its row is drawn)."""
+    if spec.frames is not None:
+        header = image_header(spec.paths(base_dir)[0])
+        return len(spec.frames), header.width, header.height
+    frames = load_frames(spec, base_dir)
+    return len(frames), *frames[0].size
+
+
 def select_records(
     records: list[Record], base_dir: Path, processor: Any, config: Any
 ) -> tuple[list[Record], dict[str, list[str]], dict[str, int]]:
@@ -101,6 +127,7 @@ def select_records(
     template = prompt_template(config.prompt.template, config.prompt.system)
     rejected: dict[str, list[str]] = {reason: [] for reason in REASONS}
     kept, lengths = [], {}
+    counter = TokenCounter(processor) if any(r.videos for r in records) else None
     for record in records:
         if gold_answer(record) is None:
             rejected["no_answer"].append(record.id)
@@ -111,8 +138,10 @@ def select_records(
         if not accepts(template, record):
             rejected["template"].append(record.id)
             continue
-        prompt = build_prompt(record, template)
-        length = prompt_length(record, base_dir, processor, prompt)
+        if record.videos and counter is not None:
+            length = video_prompt_length(counter, template.apply(record), base_dir)
+        else:
+            length = prompt_length(record, base_dir, processor, build_prompt(record, template))
         if length > config.grpo.max_prompt_length:
             rejected["too_long"].append(record.id)
             continue
@@ -130,25 +159,32 @@ def _refuse_empty(path: Path, n: int, rejected: dict[str, list[str]], rewards: l
     )
 
 
-#: Why GRPO refuses videos (TRL 1.16's ``GRPOTrainer``; see :func:`refuse_videos`).
-TRL_VIDEO_GAP = (
-    "TRL's GRPOTrainer (1.16) generates from the video but scores the completions without it: "
-    "it rebuilds the policy's forward inputs with processor(images=..., text=...) and no "
-    "videos, and its log-probability forward takes pixel_values/image_grid_thw but never "
-    "pixel_values_videos/video_grid_thw, so the loss would see only the video's placeholder "
-    "tokens"
-)
-
-
-def refuse_videos(path: Path, records: list[Record]) -> None:
-    """Raise a :class:`MedvlError` naming the records with videos: GRPO cannot train on them."""
+def check_video_support(path: Path, records: list[Record], *, vllm: bool = False) -> None:
+    """Raise a :class:`MedvlError` naming the records with videos when GRPO cannot train on
+    them here: vLLM rollouts (TRL gives vLLM the images only) or a TRL release without the
+    hooks :class:`medvl.train.grpo_video.VideoGRPOTrainer` overrides."""
     with_videos = [r.id for r in records if r.videos]
-    if with_videos:
+    if not with_videos:
+        return
+    from medvl.train.grpo_config import TRL_TESTED
+    from medvl.train.grpo_video import check_video_hooks
+
+    missing = check_video_hooks()
+    reason = (
+        "TRL's vLLM rollouts receive images only; set vllm.enabled=false (rollouts with "
+        "transformers) for records with videos"
+        if vllm
+        else f"the installed trl does not fit medvl's video path ({missing}; medvl is tested "
+        f"with trl{TRL_TESTED})"
+        if missing
+        else None
+    )
+    if reason:
         raise MedvlError(
             f"{path}: {len(with_videos)} record(s) have videos (e.g. "
-            f"{', '.join(with_videos[:3])}); GRPO cannot train on videos yet: {TRL_VIDEO_GAP}. "
-            "Leave them out of the GRPO data (SFT trains on them), or give the slices as "
-            "images (one <image> placeholder per slice)"
+            f"{', '.join(with_videos[:3])}) and GRPO cannot train on them here: {reason}. "
+            "Leave them out of the GRPO data, or give the slices as images (one <image> "
+            "placeholder per slice)"
         )
 
 
@@ -159,9 +195,14 @@ class PromptTransform:
         self.records = records
         self.base_dir = base_dir
         self.template = template
+        self.with_videos = any(r.videos for r in records)
 
     def row(self, record: Record) -> dict[str, Any]:
+        media = {}
+        if self.with_videos:  # frames per <video>; VideoGRPOTrainer consumes the column
+            media["videos"] = [load_frames(spec, self.base_dir) for spec in record.videos]
         return {
+            **media,
             "prompt": build_prompt(record, self.template),
             "images": [load_image(p) for p in record.image_paths(self.base_dir)],
             "id": record.id,
@@ -191,7 +232,7 @@ def prepare_data(config: Any, processor: Any, *, skip: dict[str, str] | None = N
     ``skip``: ids dropped for an unusable image (``data.on_bad_image: skip``), with reasons."""
     path = Path(config.data.train)
     records = load_valid_records(path, skip)
-    refuse_videos(path, records)
+    check_video_support(path, records, vllm=config.vllm.enabled)
     if config.data.max_train_samples:
         records = records[: config.data.max_train_samples]
     kept, rejected, lengths = select_records(records, path.parent, processor, config)

@@ -24,7 +24,7 @@ from medvl.data.jsonl import read_records
 from medvl.errors import ConfigError
 from medvl.fileio import atomic_write_json
 from medvl.models.loading import dtype_name, training_dtype
-from medvl.models.processing import set_pixel_budget
+from medvl.models.processing import set_pixel_budgets
 from medvl.models.registry import FamilySpec, detect_family
 from medvl.progress import Progress
 from medvl.train.arguments import explicit_warmup, training_arguments
@@ -93,7 +93,14 @@ def _load_model(config: SFTConfig) -> StartModel:
             f"model {config.model!r}: no config.json there; pass a local model folder (e.g. from "
             "'medvl tiny' or a previous stage's output)"
         )
-    set_pixel_budget(start.processor, config.data.min_pixels, config.data.max_pixels)
+    data = config.data
+    set_pixel_budgets(
+        start.processor,
+        data.min_pixels,
+        data.max_pixels,
+        data.video_min_pixels,
+        data.video_max_pixels,
+    )
     model = start.model
     model.config.use_cache = False
     getattr(model.config, "text_config", model.config).use_cache = False  # packing needs it off

@@ -21,8 +21,11 @@ from medvl.errors import ConfigError
 from medvl.train.training_config import (
     ON_BAD_IMAGE_HELP,
     PARTS,
+    VIDEO_MAX_PIXELS_HELP,
+    VIDEO_MIN_PIXELS_HELP,
     BadImagePolicy,
     TrainingSection,
+    check_data_pixels,
 )
 
 
@@ -37,12 +40,15 @@ class DataSection:
     )
     min_pixels: int | None = field(default=None, metadata={"help": "processor min_pixels"})
     max_pixels: int | None = field(default=None, metadata={"help": "processor max_pixels"})
+    video_min_pixels: int | None = field(default=None, metadata={"help": VIDEO_MIN_PIXELS_HELP})
+    video_max_pixels: int | None = field(default=None, metadata={"help": VIDEO_MAX_PIXELS_HELP})
     max_train_samples: int | None = field(default=None, metadata={"help": "use the first N"})
     on_bad_image: BadImagePolicy = field(default="refuse", metadata={"help": ON_BAD_IMAGE_HELP})
 
     def __post_init__(self) -> None:
         if self.max_length < 16:
             raise ConfigError(f"data.max_length {self.max_length} is too small; use e.g. 2048")
+        check_data_pixels(self)
 
 
 @dataclass(kw_only=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medvl.errors import ConfigError
+from medvl.models.processing import check_pixel_range
 
 #: Model parts a recipe can train (resolved per family by :mod:`medvl.models.registry`).
 PARTS = ("vision", "merger", "language", "lm_head")
@@ -32,6 +33,21 @@ ON_BAD_IMAGE_HELP = (
     "the model loads, naming it) or skip (train without it; the dropped ids and reasons go to "
     "the log and manifest.json)"
 )
+
+#: Help texts of ``data.video_min_pixels``/``data.video_max_pixels`` (SFT and GRPO): the video
+#: processor's pixel range, apart from the image one (``data.min_pixels``/``max_pixels``).
+VIDEO_MIN_PIXELS_HELP = "video processor min_pixels (per frame; Qwen3-VL: of all frames)"
+VIDEO_MAX_PIXELS_HELP = (
+    "video processor max_pixels: per frame (Qwen2-VL, Qwen2.5-VL) or for all frames of a video "
+    "together (Qwen3-VL); default: the checkpoint's"
+)
+
+
+def check_data_pixels(data: object) -> None:
+    """Refuse a bad image or video pixel range of a ``data`` section, naming the keys."""
+    for prefix in ("", "video_"):
+        low, high = getattr(data, f"{prefix}min_pixels"), getattr(data, f"{prefix}max_pixels")
+        check_pixel_range(low, high, (f"data.{prefix}min_pixels", f"data.{prefix}max_pixels"))
 
 
 @dataclass(kw_only=True)

@@ -1,5 +1,6 @@
-"""The Chat tab: one image (PNG/JPEG/DICOM/NIfTI slice), a question, and the answers of one or
-two models streamed side by side.
+"""The Chat tab: one image (PNG/JPEG/DICOM/NIfTI slice) and/or one volume (NIfTI, DICOM series,
+slice folder: sent as video input), a question, and the answers of one or two models streamed
+side by side.
 
 A model is a local folder (+ a LoRA adapter), run by the HF engine, or a model served at an
 OpenAI-compatible URL; both are opened through :func:`medvl.infer.factory.open_engine`, once,
@@ -7,7 +8,8 @@ and kept in an :class:`EnginePool` for the life of the app. The conversation of 
 kept by :class:`medvl.infer.chat.ChatSession` (as ``medvl chat`` does), so follow-up questions
 see the earlier turns and the image. A DICOM or NIfTI upload is rendered with the chosen window
 and slice (:mod:`medvl.ui.pictures`) and sent to the model as that PNG, so the model sees exactly
-the preview.
+the preview. A volume is read into the frames ``medvl chat``'s ``/volume`` would send
+(:mod:`medvl.ui.volume_view`), shown in a slice scroller, and given to both models.
 
 Everything below :func:`build_chat_tab` is plain Python, tested without a browser.
 """
@@ -27,6 +29,7 @@ from medvl.infer.chat import ChatSession
 from medvl.infer.engine import Engine, GenerationSettings
 from medvl.infer.factory import EngineSpec, open_engine
 from medvl.ui.pictures import WINDOWS, render, save_png, slice_count
+from medvl.ui.volume_view import build_volume_panel, save_strip, video_for_turn
 
 
 @dataclass(frozen=True)
@@ -128,22 +131,27 @@ class Turns:
         images: list[Path],
         settings: GenerationSettings,
         system: str | None = None,
+        videos: list[tuple[Any, list[Any]]] | None = None,
+        strips: list[Path] | None = None,
     ) -> Iterator[str]:
-        """Stream the reply to ``text`` (with ``images`` attached); the turns grow only when
-        the reply completes."""
+        """Stream the reply to ``text`` (with ``images`` and ``videos``, ``(VideoSpec,
+        frames)`` pairs, attached; ``strips`` are the videos' pictures for the history); the
+        turns grow only when the reply completes."""
         session = ChatSession(engine, settings, system=system or None)
         session.turns = [dict(turn) for turn in self.turns]
         session.pending = list(images)
+        session.pending_videos = list(videos or [])
         yield from session.send(text)
+        session.turns[-2]["strips"] = list(strips or [])  # the user turn just answered
         self.turns[:] = session.turns
 
 
 def history(turns: list[dict[str, Any]], pending: str = "") -> list[dict[str, Any]]:
-    """The Chatbot messages of ``turns`` (an image turn shows the picture the model got), plus a
-    streaming assistant message ``pending`` when given."""
+    """The Chatbot messages of ``turns`` (an image turn shows the picture the model got, a
+    video turn a strip of its frames), plus a streaming assistant message ``pending``."""
     messages: list[dict[str, Any]] = []
     for turn in turns:
-        for image in turn["images"]:
+        for image in [*turn["images"], *turn.get("strips", ())]:
             messages.append({"role": turn["role"], "content": {"path": str(image)}})
         messages.append({"role": turn["role"], "content": turn["text"]})
     if pending:
@@ -186,20 +194,27 @@ def build_chat_tab(
     """The tab's components and events (call inside a ``gr.Tab`` of the app's ``gr.Blocks``)."""
     import gradio as gr
 
-    turns_state = gr.State(None)  # ([turns A], [turns B], last attached image key)
+    turns_state = gr.State(None)  # ([turns A], [turns B], last image key, last video key)
     with gr.Row():
-        with gr.Column(scale=1, min_width=280):
-            upload = gr.File(
-                label="Image (PNG, JPEG, DICOM, NIfTI)", type="filepath", elem_id="chat-upload"
-            )
-            shown = gr.Image(label="What the model sees", type="pil", interactive=False, height=260)
-            info = gr.Markdown()
-            window = gr.Dropdown(list(WINDOWS), value=WINDOWS[0], label="Window (DICOM/NIfTI)")
-            with gr.Row():
-                slice_box = gr.Number(0, label="Slice / frame", precision=0, minimum=0)
-                axis = gr.Radio(
-                    [("axial", 2), ("coronal", 1), ("sagittal", 0)], value=2, label="NIfTI plane"
+        with gr.Column(scale=1, min_width=280), gr.Tabs():
+            with gr.Tab("Image", id="chat-image-tab"):
+                upload = gr.File(
+                    label="Image (PNG, JPEG, DICOM, NIfTI)", type="filepath", elem_id="chat-upload"
                 )
+                shown = gr.Image(
+                    label="What the model sees", type="pil", interactive=False, height=260
+                )
+                info = gr.Markdown()
+                window = gr.Dropdown(list(WINDOWS), value=WINDOWS[0], label="Window (DICOM/NIfTI)")
+                with gr.Row():
+                    slice_box = gr.Number(0, label="Slice / frame", precision=0, minimum=0)
+                    axis = gr.Radio(
+                        [("axial", 2), ("coronal", 1), ("sagittal", 0)],
+                        value=2,
+                        label="NIfTI plane",
+                    )
+            with gr.Tab("Volume (video)", id="chat-volume-tab"):
+                volume = build_volume_panel(scratch)
         with gr.Column(scale=3):
             with gr.Row():
                 bots = [
@@ -246,8 +261,9 @@ def build_chat_tab(
     for box in image_inputs:
         box.change(preview, image_inputs, [shown, info])
 
-    def ask(state, text, upload, window, slice_index, axis, max_new, temperature, system, *slots):
-        turns_a, turns_b, last = state or ([], [], None)
+    def ask(state, prepared, text, upload, window, slice_index, axis, *rest):
+        volume_values, (max_new, temperature, system), slots = rest[:6], rest[6:9], rest[9:]
+        turns_a, turns_b, last_image, last_video = state or ([], [], None, None)
         if not (text or "").strip():
             raise gr.Error("type a question")
         picks = [ModelChoice(*slots[i : i + 4]) for i in (0, 4)]
@@ -258,22 +274,28 @@ def build_chat_tab(
             engines = [pool.get(spec) if spec else None for spec in specs]
             key = (upload, window, int(slice_index or 0), int(axis)) if upload else None
             image = None
-            if key is not None and key != last:
+            if key is not None and key != last_image:
                 count = slice_count(upload, int(axis))
                 index = min(int(slice_index or 0), count - 1) if count > 1 else None
                 image = attach_image(upload, window, index, int(axis), scratch, len(turns_a))
+            video = video_for_turn(prepared, list(volume_values), scratch)
+            if video is not None and video.key == last_video:
+                video = None  # already in the conversation
+            stem = f"volume-{len(turns_a):04d}"
+            strips = [save_strip(video.frames, scratch, stem)] if video else []
         except MedvlError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(" ".join(str(exc).split())) from None
         gen = GenerationSettings.from_temperature(
             float(temperature), max_new_tokens=int(max_new), seed=settings.seed
         )
         images = [image] if image else []
+        videos = [(video.spec, video.frames)] if video else []
         convs = [Turns(turns_a), Turns(turns_b)]
         jobs = [
-            conv.reply(engine, text, images, gen, system) if engine else None
+            conv.reply(engine, text, images, gen, system, videos, strips) if engine else None
             for conv, engine in zip(convs, engines, strict=True)
         ]
-        asked = {"role": "user", "text": text, "images": images}
+        asked = {"role": "user", "text": text, "images": images, "strips": strips}
         before = [len(conv.turns) for conv in convs]
         texts = ["", ""]
         for texts in stream_together(jobs):
@@ -281,16 +303,20 @@ def build_chat_tab(
                 history([*conv.turns[:n], asked], reply) if engine else []
                 for conv, n, engine, reply in zip(convs, before, engines, texts, strict=True)
             ]
-            yield (turns_a, turns_b, key or last), *shown, ""
+            yield (turns_a, turns_b, last_image, last_video), *shown, gr.update()
         done = [  # a failed reply stays on screen (with its error) but not in the turns
             history(conv.turns)
             if len(conv.turns) > n or not engine
             else history([*conv.turns, asked], reply)
             for conv, n, engine, reply in zip(convs, before, engines, texts, strict=True)
         ]
-        yield (turns_a, turns_b, key or last), *done, ""
+        if any(len(conv.turns) > n for conv, n in zip(convs, before, strict=True)):
+            last_image = key or last_image  # sent: not attached again to the next question
+            last_video = video.key if video else last_video
+        yield (turns_a, turns_b, last_image, last_video), *done, ""  # cleared: the reply is done
 
-    send_inputs = [turns_state, question, *image_inputs, max_new, temperature, system, *fields]
+    send_inputs = [turns_state, volume.prepared, question, *image_inputs, *volume.inputs]
+    send_inputs += [max_new, temperature, system, *fields]
     outputs = [turns_state, *bots, question]
     send.click(ask, send_inputs, outputs)
     question.submit(ask, send_inputs, outputs)

@@ -1,5 +1,6 @@
 """The Data tab: browse a canonical JSONL file with its images, its ``stats`` plots, and the
-problems ``medvl data validate`` finds, record by record.
+problems ``medvl data validate`` finds, record by record. A record's videos (volumes, series,
+slice lists) are shown frame by frame in a slice scroller, as the model gets them.
 
 One :func:`open_data` call reads the file once for browsing (:func:`check_jsonl`, which keeps
 every record that parses) and once through :func:`medvl.data.validate.validate_jsonl` (schema,
@@ -22,6 +23,7 @@ from medvl.data.stats import dataset_stats, format_stats_table, plot_stats
 from medvl.data.validate import Problem, validate_jsonl
 from medvl.errors import MedvlError
 from medvl.ui.pictures import picture
+from medvl.ui.volume_view import build_scroller, record_media, scroller_updates
 
 RECORD_HEADERS = [
     "id",
@@ -128,8 +130,9 @@ def summary_markdown(view: DataView) -> str:
     return line
 
 
-def record_view(view: DataView, record: Record) -> tuple[list[str], str]:
-    """(existing image paths, markdown) of one record: its turns, answer, meta and problems."""
+def record_view(view: DataView, record: Record) -> tuple[list[Any], list[Any], str]:
+    """(pictures of its images, ``(frame, caption)`` of its videos' frames, markdown) of one
+    record: its turns, answer, videos, meta and problems."""
     images = [picture(p) for p in view.image_paths(record) if p.is_file()]
     images = [image for image in images if image is not None]
     lines = [f"### {record.id}", f"`{record.dataset}` · {record.split} · {record.lang}", ""]
@@ -138,6 +141,8 @@ def record_view(view: DataView, record: Record) -> tuple[list[str], str]:
     if record.options:
         lines += [*(f"- **{k}.** {v}" for k, v in record.options.items()), ""]
     lines.append(f"**Answer:** `{record.answer}` · {record.answer_type} · {record.question_type}")
+    for i, spec in enumerate(record.videos):
+        lines += ["", f"**Video {i + 1}:** {spec.kind} `{spec.paths(view.path.parent)[0]}`"]
     if record.meta:
         scalars = {k: v for k, v in record.meta.items() if not isinstance(v, list | dict)}
         lines += ["", "**Meta:** " + ", ".join(f"{k}={v}" for k, v in scalars.items())]
@@ -145,7 +150,8 @@ def record_view(view: DataView, record: Record) -> tuple[list[str], str]:
         lines.append(f"- ⚠ `{problem.code}` {problem.field}: {problem.message}")
     missing = [str(p) for p in view.image_paths(record) if not p.is_file()]
     lines += [f"- ⚠ image not found: `{p}`" for p in missing]
-    return images, "\n".join(lines)
+    frames = record_media(record, view.path.parent, with_images=False) if record.videos else []
+    return images, frames, "\n".join(lines)
 
 
 def _quote(text: str) -> str:
@@ -166,7 +172,9 @@ def build_data_tab(data: str | None) -> None:
         text = gr.Textbox(label="Search", placeholder="id, question, answer")
     grid = gr.Dataframe(headers=RECORD_HEADERS, interactive=False, wrap=True, max_height=300)
     with gr.Row():
-        images = gr.Gallery(label="Images", columns=3, height=280, scale=1, object_fit="contain")
+        with gr.Column(scale=1):
+            images = gr.Gallery(label="Images", columns=3, height=280, object_fit="contain")
+            scroller = build_scroller("Video frames", "data-scroller", height=260, visible=False)
         detail = gr.Markdown(line_breaks=True)
     problems = gr.Dataframe(
         headers=PROBLEM_HEADERS, interactive=False, wrap=True, label="Validation problems"
@@ -176,12 +184,17 @@ def build_data_tab(data: str | None) -> None:
     with gr.Accordion("Statistics as a table", open=False):
         stats_text = gr.Code(label="Table", language=None, max_lines=30)
 
+    def shown(view, record):
+        pictures, frames, markdown = record_view(view, record)
+        return pictures, *scroller_updates(frames, True), markdown
+
     def listed(view, only_problems, needle):
         if view is None:
-            return [], [], [], ""
+            return [], [], [], *scroller_updates([], True), ""
         records = select_records(view, only_problems, needle or "")
-        first = record_view(view, records[0]) if records else ([], "_No record matches._")
-        return records, records_table(view, records), *first
+        if not records:
+            return [], [], [], *scroller_updates([], True), "_No record matches._"
+        return records, records_table(view, records), *shown(view, records[0])
 
     def opened(file):
         try:
@@ -193,13 +206,15 @@ def build_data_tab(data: str | None) -> None:
         return view, summary_markdown(view), plot_files, table, problems_table(view)
 
     def picked(view, records, evt: gr.SelectData):
-        return record_view(view, records[evt.index[0]]) if view and records else ([], "")
+        if not view or not records:
+            return [], *scroller_updates([], True), ""
+        return shown(view, records[evt.index[0]])
 
-    shown = [shown_state, grid, images, detail]
+    outputs = [shown_state, grid, images, *scroller, detail]
     load.click(opened, path, [view_state, summary, plots, stats_text, problems]).then(
-        listed, [view_state, only, text], shown
+        listed, [view_state, only, text], outputs
     )
-    only.change(listed, [view_state, only, text], shown)
-    text.submit(listed, [view_state, only, text], shown)
+    only.change(listed, [view_state, only, text], outputs)
+    text.submit(listed, [view_state, only, text], outputs)
     picked.__annotations__["evt"] = gr.SelectData  # a string under PEP 563; Gradio needs the class
-    grid.select(picked, [view_state, shown_state], [images, detail])
+    grid.select(picked, [view_state, shown_state], [images, *scroller, detail])

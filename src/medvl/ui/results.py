@@ -5,6 +5,7 @@ of the records' ``meta``, e.g. ``modality``) with one of its values, and a text 
 id, question, gold answer and prediction. The outcome is read from the row's ``correct``: 1 is
 *correct*, 0 is *wrong*, a value in between (open answers scored by a graded metric) is
 *partial*, and no value (not scored, or a report scored only by corpus metrics) is *not scored*.
+A record's images and the frames of its videos (volumes, series) are shown in a slice scroller.
 
 Everything below :func:`build_results_tab` is plain Python, tested without a browser.
 """
@@ -21,8 +22,8 @@ from typing import Any
 from medvl.errors import MedvlError
 from medvl.eval.glossary import lookup
 from medvl.fileio import atomic_write_bytes
-from medvl.ui.pictures import picture
 from medvl.ui.runs import ROW_FIELDS, RunView, open_run
+from medvl.ui.volume_view import build_scroller, record_media, scroller_updates
 
 ALL = "(all)"
 NONE = "(none)"
@@ -146,6 +147,11 @@ def record_markdown(view: RunView, row: dict[str, Any]) -> str:
         lines += ["**Question**", "", _quote(record.question)]
         if record.options:
             lines += ["", *(f"- **{k}.** {v}" for k, v in record.options.items())]
+        if record.videos:
+            lines += [
+                "",
+                *(f"**Video {i + 1}:** `{_entry(v)}`" for i, v in enumerate(record.videos)),
+            ]
     elif view.note:
         lines.append(f"_{view.note}_")
     lines += [
@@ -165,6 +171,15 @@ def record_markdown(view: RunView, row: dict[str, Any]) -> str:
     if row.get("metrics"):
         lines += ["", *metric_lines(row["metrics"], view.run.protocol)]
     return "\n".join(lines)
+
+
+def _entry(spec: Any) -> str:
+    """A video entry in one line, its frame list shortened."""
+    entry = spec.to_dict()
+    if "frames" in entry and len(entry["frames"]) > 2:
+        frames = entry["frames"]
+        entry["frames"] = [frames[0], f"... {len(frames) - 2} more ...", frames[-1]]
+    return json.dumps(entry, ensure_ascii=False)
 
 
 def _inline(value: Any) -> str:
@@ -226,13 +241,21 @@ def count_line(shown: int, view: RunView) -> str:
     return f"{line}\n\n_{view.note}_" if view.note else line
 
 
-def show(view: RunView, rows: list[dict[str, Any]], index: int) -> tuple[Any, str]:
-    """(preview of its first image or None, markdown) of the ``index``-th shown row."""
+def media(view: RunView, row: dict[str, Any]) -> list[Any]:
+    """``(picture, caption)`` of the row's images, then of its videos' frames
+    (:func:`medvl.ui.volume_view.record_media`); empty without the data record."""
+    record = view.record(row["id"])
+    if record is None or view.data_path is None:
+        return []
+    return record_media(record, view.data_path.parent)
+
+
+def show(view: RunView, rows: list[dict[str, Any]], index: int) -> tuple[list[Any], str]:
+    """(pictures with captions for the scroller, markdown) of the ``index``-th shown row."""
     if not rows:
-        return None, "_No record matches the filters._"
+        return [], "_No record matches the filters._"
     row = rows[max(0, min(index, len(rows) - 1))]
-    images = view.image_paths(row["id"])
-    return (picture(images[0]) if images else None), record_markdown(view, row)
+    return media(view, row), record_markdown(view, row)
 
 
 def build_results_tab(runs: list[str], export_dir: Path) -> None:
@@ -261,7 +284,8 @@ def build_results_tab(runs: list[str], export_dir: Path) -> None:
     count = gr.Markdown("Open a run folder written by `medvl eval run`.", elem_id="results-count")
     grid = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, max_height=320)
     with gr.Row():
-        image = gr.Image(label="Image", type="pil", interactive=False, height=300, scale=1)
+        with gr.Column(scale=1):
+            scroller = build_scroller("Image / slices", "results-scroller")
         detail = gr.Markdown(elem_id="results-detail", line_breaks=True)
     with gr.Row():
         fmt = gr.Radio(["jsonl", "csv"], value="jsonl", label="Export format")
@@ -269,11 +293,15 @@ def build_results_tab(runs: list[str], export_dir: Path) -> None:
         exported = gr.File(label="Exported file", interactive=False)
     filters = [outcome_box, answer_type, question_type, lang, meta_key, meta_value, text]
 
+    def shown(view, rows, index):
+        items, markdown = show(view, rows, index)
+        return *scroller_updates(items), markdown
+
     def apply(view, *values):
         if view is None:
-            return [], [], "Open a run folder first.", None, ""
+            return [], [], "Open a run folder first.", *scroller_updates([]), ""
         rows = filter_rows(view, RowFilter(*(v if v is not None else "" for v in values)))
-        return rows, table(rows), count_line(len(rows), view), *show(view, rows, 0)
+        return rows, table(rows), count_line(len(rows), view), *shown(view, rows, 0)
 
     def opened(path):
         try:
@@ -284,7 +312,7 @@ def build_results_tab(runs: list[str], export_dir: Path) -> None:
         keys = meta_keys(view)
         return view, *picks, gr.update(choices=keys, value=None), gr.update(choices=[ALL])
 
-    outputs = [rows_state, grid, count, image, detail]
+    outputs = [rows_state, grid, count, *scroller, detail]
     load.click(
         opened, folder, [view_state, answer_type, question_type, lang, meta_key, meta_value]
     ).then(apply, [view_state, *filters], outputs)
@@ -299,10 +327,10 @@ def build_results_tab(runs: list[str], export_dir: Path) -> None:
     )
 
     def picked(view, rows, evt: gr.SelectData):
-        return show(view, rows, evt.index[0]) if view else (None, "")
+        return shown(view, rows, evt.index[0]) if view else (*scroller_updates([]), "")
 
     picked.__annotations__["evt"] = gr.SelectData  # a string under PEP 563; Gradio needs the class
-    grid.select(picked, [view_state, rows_state], [image, detail])
+    grid.select(picked, [view_state, rows_state], [*scroller, detail])
     export.click(
         lambda view, rows, f: export_rows(view, rows, f, export_dir) if view else None,
         [view_state, rows_state, fmt],

@@ -28,14 +28,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from medvl.data.formats.base import (
-    Candidate,
-    ConvertReport,
-    ReadContext,
-    Skipped,
-    SkipRecord,
-    normalise_split,
-)
+from medvl.data.formats.base import Candidate, ReadContext, Skipped, SkipRecord, normalise_split
+from medvl.data.formats.convert_report import ConvertReport
 from medvl.data.formats.gmai_mmbench import read_gmai_mmbench
 from medvl.data.formats.huatuo import read_huatuo
 from medvl.data.formats.iu_xray import read_iu_xray

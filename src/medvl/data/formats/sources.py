@@ -7,7 +7,7 @@ bytes that are not UTF-8, a truncated file, a CSV line with the wrong number of 
 never costs the rest of the file. A file cut short (a JSON list without its closing ``]``, a
 syntax error after which no record can be read, a last JSON line or CSV row without its end)
 yields a ``Skipped`` with ``truncated=True``: the records before it are kept, and the command
-that reads it fails (see :meth:`~medvl.data.formats.base.ConvertReport.failure`).
+that reads it fails (see :meth:`~medvl.data.formats.convert_report.ConvertReport.failure`).
 """
 
 from __future__ import annotations
