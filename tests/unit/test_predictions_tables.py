@@ -104,3 +104,38 @@ def test_eval_score_reads_an_xlsx_by_field_names(tmp_path, capsys):
     assert metrics["counts"]["empty"] == 1 and metrics["counts"]["missing"] == 0
     assert main(argv) == 2  # without --prediction-field: one readable error, exit 2
     assert "--prediction-field NAME" in capsys.readouterr().err
+
+
+def test_id_template_matches_vlmevalkit_index_to_medvl_gmai_ids(tmp_path, capsys):
+    """VLMEvalKit's GMAI-MMBench sheet keys rows by the benchmark's ``index``; medvl's GMAI
+    records are ``gmai_mmbench-<split>-<index>``. Same hand count as above: 1/4 right."""
+    records = [
+        Record(
+            id=f"gmai_mmbench-val-{row[0]}",
+            dataset="gmai_mmbench",
+            split="val",
+            lang="en",
+            images=[],
+            messages=[Message("user", f"{row[1]}\nA. {row[2]}\nB. {row[3]}")],
+            answer=row[4],
+            options={"A": row[2], "B": row[3]},
+            answer_type="closed",
+        )
+        for row in VLMEVAL_ROWS
+    ]
+    write_records(tmp_path / "data.jsonl", records)
+    pred = write_xlsx(tmp_path / "preds.xlsx", VLMEVAL_HEADER, VLMEVAL_ROWS)
+    argv = ["eval", "score", "--data", str(tmp_path / "data.jsonl"), "--pred", str(pred)]
+    argv += ["--out", str(tmp_path / "run")]
+    assert main(argv) == 2  # without the template no id matches: refused, with the fix
+    assert "--id-template (e.g. 'gmai_mmbench-val-{index}')" in capsys.readouterr().err
+    assert main([*argv, "--id-template", "gmai_mmbench-val-{index}"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["counts"]["missing"] == 0
+    assert metrics["summary"]["accuracy"]["mean"] == pytest.approx(0.25)
+
+    capsys.readouterr()
+    assert main([*argv, "--id-template", "gmai_mmbench-val-{idx}"]) == 2
+    assert "names {idx}, which this row lacks" in capsys.readouterr().err
+    assert main([*argv, "--id-template", "gmai_mmbench-val"]) == 2
+    assert "must name columns as {name}" in capsys.readouterr().err

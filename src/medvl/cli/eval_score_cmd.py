@@ -33,6 +33,12 @@ def register_score(subs) -> None:
         "index)",
     )
     score.add_argument(
+        "--id-template",
+        metavar="TEMPLATE",
+        help="build each id from the row's columns, e.g. 'gmai_mmbench-val-{index}' for "
+        "VLMEvalKit's GMAI-MMBench sheet (medvl's ids carry benchmark and split in front)",
+    )
+    score.add_argument(
         "--prediction-field",
         help="the key/column holding the model's text (default: prediction, response, output, "
         "text)",
@@ -90,6 +96,7 @@ def run_score(args: argparse.Namespace) -> int:
         max_prediction_chars=prediction_cap(args),
         id_field=args.id_field,
         prediction_field=args.prediction_field,
+        id_template=args.id_template,
     )
     print(f"scored {result.metrics['counts']['records']} records of {args.data} with {args.pred}")
     print_metrics(result.metrics)

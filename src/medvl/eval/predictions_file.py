@@ -21,12 +21,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medvl.errors import RecordError
+from medvl.errors import ConfigError, RecordError
 from medvl.provenance import file_sha256
 
 ID_KEYS = ("id", "question_id")
@@ -49,13 +50,20 @@ class Predictions:
 
 
 def read_prediction_texts(
-    path: str | Path, *, id_field: str | None = None, prediction_field: str | None = None
+    path: str | Path,
+    *,
+    id_field: str | None = None,
+    prediction_field: str | None = None,
+    id_template: str | None = None,
 ) -> Predictions:
     """The first text per id of a predictions JSONL or table, and what was wrong with the file;
     raise :class:`RecordError` naming ``FILE:LINE`` (``FILE:ROW``) for a bad line (row).
 
     ``id_field``/``prediction_field``: the key holding the id / the model's text (default: the
-    first of :data:`ID_KEYS` / :data:`PREDICTION_KEYS` a row has; tables also ``index``)."""
+    first of :data:`ID_KEYS` / :data:`PREDICTION_KEYS` a row has; tables also ``index``).
+    ``id_template``: build the id from the row's columns instead, e.g.
+    ``gmai_mmbench-val-{index}`` for VLMEvalKit's GMAI-MMBench sheet, whose ``index`` is the
+    benchmark's own (medvl's record ids carry the benchmark and split in front)."""
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file; pass the predictions .jsonl (id + prediction)")
@@ -64,6 +72,7 @@ def read_prediction_texts(
         (id_field,) if id_field else TABLE_ID_KEYS if table else ID_KEYS,
         (prediction_field,) if prediction_field else PREDICTION_KEYS,
         named=bool(id_field or prediction_field),
+        template=_check_template(id_template) if id_template else None,
     )
     result = Predictions(path=path, sha256=file_sha256(path))
     rows = _table_rows(path) if table else _jsonl_rows(path)
@@ -88,6 +97,21 @@ class _Keys:
     ids: tuple[str, ...]
     texts: tuple[str, ...]
     named: bool = False
+    template: str | None = None
+
+
+def _check_template(template: str) -> str:
+    """``template`` if it names at least one column as ``{name}``; else a ConfigError."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError as exc:
+        raise ConfigError(f"--id-template {template!r}: {exc}; write columns as {{name}}") from None
+    if not fields or any(not name.isidentifier() for name in fields):
+        raise ConfigError(
+            f"--id-template {template!r} must name columns as {{name}}, e.g. "
+            "'gmai_mmbench-val-{index}'"
+        )
+    return template
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -171,6 +195,8 @@ def _prediction_row(
     if not isinstance(row, dict):
         raise RecordError(f"{where}: expected a JSON object with 'id' and 'prediction'")
     found = ", ".join(sorted(map(str, row)))
+    if keys.template:
+        return _templated_row(where, row, keys, table, found)
     id_key = next((k for k in keys.ids if row.get(k) not in (None, "")), None)
     if id_key is None:
         fix = "pass --id-field NAME with the column that holds it" if not keys.named else ""
@@ -193,6 +219,22 @@ def _prediction_row(
     elif text is not None and not isinstance(text, str):
         raise RecordError(f"{where}: '{text_key}' must be a string, got {type(text).__name__}")
     return _cell_text(row[id_key]), text, str(error), str(row.get("model") or "")
+
+
+def _templated_row(
+    where: str, row: dict[str, Any], keys: _Keys, table: bool, found: str
+) -> tuple[str, str | None, str, str]:
+    """The row's id built from ``keys.template`` and its columns; the text as usual."""
+    cells = {str(k): _cell_text(v) for k, v in row.items() if v not in (None, "")}
+    try:
+        record_id = str(keys.template).format_map(cells)
+    except KeyError as exc:
+        raise RecordError(
+            f"{where}: --id-template names {{{exc.args[0]}}}, which this row lacks "
+            f"(found keys: {found})"
+        ) from None
+    plain = _Keys(("_medvl_id",), keys.texts, named=True)
+    return _prediction_row(where, {**row, "_medvl_id": record_id}, plain, table)
 
 
 def status_of(record_id: str, predictions: Predictions) -> tuple[str | None, str]:

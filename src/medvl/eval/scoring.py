@@ -297,6 +297,8 @@ def score_records(
         raise MedvlError(
             f"{predictions.path}: none of its {len(predictions.texts)} ids match the data "
             f"(e.g. {next(iter(predictions.texts))!r} vs {records[0].id!r}); "
-            "were the predictions made on this data file?"
+            "were the predictions made on this data file? If another tool numbered them, "
+            "map its column to medvl's ids with --id-field NAME or --id-template "
+            "(e.g. 'gmai_mmbench-val-{index}')"
         )
     return [scorer.score(r, *status_of(r.id, predictions)) for r in records]

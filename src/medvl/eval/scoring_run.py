@@ -91,11 +91,13 @@ def score_files(
     max_prediction_chars: int | None = DEFAULT_MAX_PREDICTION_CHARS,
     id_field: str | None = None,
     prediction_field: str | None = None,
+    id_template: str | None = None,
 ) -> ScoreRun:
     """Score ``predictions_path`` against ``data_path``; write ``scores.jsonl`` + ``metrics.json``.
 
     ``predictions_path`` is a JSONL or a CSV/TSV/xlsx table; ``id_field``/``prediction_field``
-    name its id and text columns (see :func:`~medvl.eval.predictions_file.read_prediction_texts`).
+    name its id and text columns, ``id_template`` builds the id from columns instead (see
+    :func:`~medvl.eval.predictions_file.read_prediction_texts`).
 
     ``table`` (name -> :class:`Metric` or ``MetricSpec``) and ``extract`` default to the real
     ``medvl.eval.metrics.METRICS`` and ``medvl.eval.extract.extract_choice``. ``protocol`` names
@@ -113,7 +115,10 @@ def score_files(
     records = read_records(data_path)
     check_gold(records, data_path)
     predictions = read_prediction_texts(
-        predictions_path, id_field=id_field, prediction_field=prediction_field
+        predictions_path,
+        id_field=id_field,
+        prediction_field=prediction_field,
+        id_template=id_template,
     )
     full = {n: as_metric(n, s) for n, s in (table or metric_table()).items()}
     selected = select_metrics(full, metrics) if judge is None else []
