@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from child import run_child  # benchmarks/child.py: this script runs from its folder
+# benchmarks/child.py: this script runs from its folder
+from child import run_child, sft_side_metrics
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/qwen2-vl-2b-instruct"
 
@@ -38,39 +39,8 @@ def prepare(work: Path, samples: int, size: str) -> tuple[Path, Path]:
 
 
 def run_medvl(model: Path, data: Path, out: Path, batch: int, lr: float) -> dict:
-    from medvl.config import load_config
-    from medvl.train.sft import run_sft
-    from medvl.train.sft_config import SFTConfig
-
-    config = load_config(
-        SFTConfig,
-        None,
-        [
-            f"model={model}",
-            f"data.train={data}",
-            f"output_dir={out}",
-            "stage=full",
-            "unfreeze=[vision,merger,language,lm_head]",
-            f"batch_size={batch}",
-            "epochs=1",
-            f"learning_rate={lr}",
-            "warmup_ratio=0",
-            "scheduler=constant",
-            "save_steps=100000",
-            "logging_steps=1",
-            "precision=fp32",
-            "packing=true",
-            "pack_rows=2",
-            "group_by_length=true",
-            "data.max_length=4096",
-        ],
-    )
-    result = run_sft(config)
-    return {
-        "train_runtime": result.metrics["train_runtime"],
-        "loss": result.metrics["train_loss"],
-        "samples": result.train_records,
-    }
+    extra = ("packing=true", "group_by_length=true")
+    return sft_side_metrics(model, data, out, batch=batch, lr=lr, extra=extra)
 
 
 def run_trl(model: Path, data: Path, out: Path, batch: int, lr: float) -> dict:

@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from child import run_child  # benchmarks/child.py: this script runs from its folder
+# benchmarks/child.py: this script runs from its folder
+from child import run_child, sft_side_metrics
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/qwen2-vl-2b-instruct"
 REAL_VOCAB = 151_936
@@ -62,41 +63,16 @@ def prepare(work: Path, samples: int, size: str) -> tuple[Path, Path]:
 
 
 def run_side(impl: str, model: Path, data: Path, out: Path, args: argparse.Namespace) -> dict:
-    from medvl.config import load_config
-    from medvl.train.sft import run_sft
-    from medvl.train.sft_config import SFTConfig
-
-    config = load_config(
-        SFTConfig,
-        None,
-        [
-            f"model={model}",
-            f"data.train={data}",
-            f"output_dir={out}",
-            "stage=full",
-            "unfreeze=[vision,merger,language,lm_head]",
-            f"batch_size={args.batch}",
-            "epochs=1",
-            "learning_rate=1e-4",
-            "warmup_ratio=0",
-            "scheduler=constant",
-            "save_steps=100000",
-            "logging_steps=1",
-            "precision=fp32",
-            f"packing={str(not args.no_packing).lower()}",
-            "pack_rows=2",
-            f"loss_average={args.loss_average}",
-            f"loss_impl={impl}",
-            "data.max_length=4096",
-        ],
+    extra = (
+        f"packing={str(not args.no_packing).lower()}",
+        f"loss_average={args.loss_average}",
+        f"loss_impl={impl}",
     )
     before = peak_rss_mb()
-    result = run_sft(config)
+    result = sft_side_metrics(model, data, out, batch=args.batch, lr=1e-4, extra=extra)
     peak = peak_rss_mb()
     return {
-        "train_runtime": result.metrics["train_runtime"],
-        "loss": result.metrics["train_loss"],
-        "samples": result.train_records,
+        **result,
         "peak_rss_mb": peak,
         "peak_above_start_mb": peak - before,
     }

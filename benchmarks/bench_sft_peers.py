@@ -32,6 +32,7 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from child import sft_side_metrics
 from peer_envs import DEFAULT_CACHE, PEERS, executable, install, ready
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/qwen2-vl-2b-instruct"
@@ -112,39 +113,17 @@ def peer_labels() -> None:
 def medvl_side(
     model: Path, data: Path, out: Path, setting: str, packing: bool, batch: int, lr: float
 ) -> dict:
-    from medvl.config import load_config
-    from medvl.train.sft import run_sft
-    from medvl.train.sft_config import SFTConfig
-
     tuning = (
         ["stage=full", "unfreeze=[language,lm_head]"]
         if setting == "full"
         else ["stage=instruct", f"lora.r={LORA_R}", f"lora.alpha={LORA_ALPHA}", "lora.dropout=0"]
     )
-    overrides = [
-        f"model={model}",
-        f"data.train={data / 'bench.jsonl'}",
-        f"output_dir={out}",
-        *tuning,
-        f"batch_size={batch}",
-        "epochs=1",
-        f"learning_rate={lr}",
-        "warmup_ratio=0",
-        "scheduler=constant",
-        "save_steps=100000",
-        "logging_steps=1",
-        "precision=fp32",
-        f"seed={SEED}",
-        f"packing={str(packing).lower()}",
-        "pack_rows=2",
-        f"group_by_length={str(packing).lower()}",
-        "data.max_length=4096",
-    ]
-    result = run_sft(load_config(SFTConfig, None, overrides))
-    return {
-        "train_runtime": result.metrics["train_runtime"],
-        "train_loss": result.metrics["train_loss"],
-    }
+    flag = str(packing).lower()
+    extra = (f"seed={SEED}", f"packing={flag}", f"group_by_length={flag}")
+    result = sft_side_metrics(
+        model, data / "bench.jsonl", out, batch=batch, lr=lr, tuning=tuning, extra=extra
+    )
+    return {"train_runtime": result["train_runtime"], "train_loss": result["loss"]}
 
 
 def llamafactory_cmd(
