@@ -19,7 +19,13 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from medvl.data.series import read_series
 from medvl.data.video import VideoSpec
-from medvl.data.volumes import describe_video, load_frames, read_video, video_meta
+from medvl.data.volumes import (
+    describe_video,
+    load_frames,
+    read_video,
+    video_meta,
+    video_shape,
+)
 from medvl.errors import MedvlError
 
 AXIAL = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -317,3 +323,13 @@ def test_coronal_cut_of_an_axial_series(tmp_path):
     column = np.asarray(result.frames[0])[:, 0, 0]
     assert result.frames[0].size == (4, 25)
     assert column[0] == 255 and column[-1] == 0 and all(np.diff(column.astype(int)) <= 0)
+
+
+@pytest.mark.parametrize("axis", ["axial", "coronal", "sagittal"])
+def test_series_video_shape_from_headers_equals_the_decoded_frames(tmp_path, axis):
+    """(frames, width, height) from the headers only is what the decoded frames measure
+    (0.5 mm pixels, 2.5 mm slices: coronal and sagittal frames are resized)."""
+    write_series(tmp_path / "s", axial_positions(6))
+    entry = series(tmp_path / "s", axis=axis, sample={"n": 4})
+    frames = load_frames(entry, tmp_path)
+    assert video_shape(entry, tmp_path) == (len(frames), *frames[0].size)

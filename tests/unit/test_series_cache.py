@@ -15,8 +15,9 @@ import pydicom
 import pytest
 from test_series import axial_positions, grey, series, write_series
 
-from medvl.data import volumes
-from medvl.data.volumes import clear_series_cache, describe_video, load_frames, series_index
+from medvl.data import series_cache
+from medvl.data.series_cache import clear_series_cache, series_index
+from medvl.data.volumes import describe_video, load_frames
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +51,7 @@ def gap_series(folder) -> list:
 def test_second_call_reads_no_header_and_warns_once(tmp_path, dcmread_calls, caplog):
     files = gap_series(tmp_path / "s")
     spec = series(tmp_path / "s", sample={"n": 3})
-    with caplog.at_level(logging.WARNING, logger="medvl.data.volumes"):
+    with caplog.at_level(logging.WARNING, logger="medvl.data.series_cache"):
         first = load_frames(spec, tmp_path)
         after_first = len(dcmread_calls)
         second = load_frames(spec, tmp_path)
@@ -88,7 +89,7 @@ def test_a_changed_added_or_removed_file_means_a_fresh_read(tmp_path, dcmread_ca
 
 
 def test_the_cache_is_bounded_least_recently_used_first(tmp_path, dcmread_calls, monkeypatch):
-    monkeypatch.setattr(volumes, "SERIES_CACHE_SIZE", 2)
+    monkeypatch.setattr(series_cache, "SERIES_CACHE_SIZE", 2)
     for name in ("a", "b", "c"):
         write_series(tmp_path / name, axial_positions(2))
     for name in ("a", "b", "a", "c"):  # c pushes out b (a was used after b)

@@ -23,12 +23,16 @@ from medvl.data.windowing import apply_window, gray_to_rgb
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
-def open_nifti(path: Path) -> Any:
-    """The nibabel image of ``path``; only the header is read until data is sliced."""
+def open_nifti(path: Path, *, keep_open: bool = False) -> Any:
+    """The nibabel image of ``path``; only the header is read until data is sliced.
+
+    ``keep_open`` keeps one file handle for all slicing of the image: a ``.nii.gz`` then
+    decompresses forward from where the last read stopped instead of from its start (use it
+    when reading several planes, in file order: :func:`nifti_planes`)."""
     import nibabel as nib
 
     try:
-        return nib.load(path)
+        return nib.load(path, keep_file_open=True) if keep_open else nib.load(path)
     except Exception as exc:
         raise ImageError(
             path,
@@ -79,6 +83,43 @@ def nifti_plane(image: Any, voxel_axis: int, position: int, path: Path) -> np.nd
         return _nifti_slice(image, shape, voxel_axis, position)
     except Exception as exc:
         raise _nifti_data_error(path, exc) from exc
+
+
+#: Voxels per block when streaming a volume for planes across its stored slices (~128 MB
+#: as float64).
+STREAM_VOXELS = 1 << 24
+
+
+def nifti_planes(
+    image: Any, voxel_axis: int, positions: list[int], path: Path
+) -> dict[int, np.ndarray]:
+    """The 2-D slices at ``positions`` on ``voxel_axis``, each read once, in one pass in file
+    order (open ``image`` with ``keep_open``).
+
+    NIfTI stores voxel axis 2 slowest, so a plane across axis 2 is one contiguous run: those are
+    read one by one in ascending order. A plane across axis 0 or 1 touches the whole volume, so
+    the volume is streamed once in blocks of axis-2 slices and each plane is filled from every
+    block: one read of the file (one decompression of a ``.nii.gz``) for any number of planes,
+    never the whole volume in memory."""
+    wanted = sorted(set(positions))
+    if voxel_axis == 2 or len(image.shape) < 3:
+        return {p: nifti_plane(image, voxel_axis, p, path) for p in wanted}
+    shape = image.shape[:3]
+    depth = shape[2]
+    step = max(1, STREAM_VOXELS // max(1, shape[0] * shape[1]))
+    out: dict[int, np.ndarray] = {}
+    try:
+        for start in range(0, depth, step):
+            selector = (slice(None), slice(None), slice(start, start + step))
+            block = np.asarray(image.dataobj[selector + (0,) * (len(image.shape) - 3)])
+            for p in wanted:
+                part = block[(slice(None),) * voxel_axis + (p,)]  # a view, no copy
+                if p not in out:
+                    out[p] = np.empty((*part.shape[:1], depth), dtype=part.dtype)
+                out[p][:, start : start + part.shape[1]] = part
+    except Exception as exc:
+        raise _nifti_data_error(path, exc) from exc
+    return out
 
 
 def _nifti_slice(image: Any, shape: tuple[int, ...], voxel_axis: int, position: int) -> np.ndarray:

@@ -104,6 +104,10 @@ class SeriesGrid:
             self._stack = np.stack([self._slice(k).T for k in range(self.shape[2])], axis=2)
         return np.take(self._stack, position, axis=voxel_axis)
 
+    def planes(self, voxel_axis: int, positions: list[int]) -> list[np.ndarray]:
+        """:meth:`plane` at each of ``positions`` (slices are decoded one by one)."""
+        return [self.plane(voxel_axis, p) for p in positions]
+
     def spacing(self, voxel_axis: int) -> float | None:
         """Millimetres between voxels: pixel spacing in-plane, the measured slice spacing
         across slices (None when unknown)."""

@@ -163,7 +163,8 @@ def validate_jsonl(
 
     ``progress(done, total)`` is called as the images and frame files are checked (the slow
     part: one file read, or decode, per file), counting distinct files. Volumes and series are
-    read (:func:`medvl.data.volumes.load_frames`) with ``decode_images`` or a ``counter``."""
+    decoded (:func:`medvl.data.volumes.load_frames`) with ``decode_images``; a ``counter`` alone
+    reads their headers only (:func:`medvl.data.volumes.video_shape`)."""
     path = Path(path)
     allow_absolute = root is None  # without an explicit root, paths are read as written
     root = Path(root) if root is not None else path.parent
@@ -242,7 +243,7 @@ def _media_sizes(
     }
     jobs = sorted(unique)
     info = _inspect_all(jobs, decode, workers or os.cpu_count() or 1, progress) if check else {}
-    shapes = VideoShapes(path.parent)
+    shapes = VideoShapes(path.parent, decode=decode)
     sizes: dict[str, list[tuple]] = {}
     for record in records:
         record_sizes, bad = [], False

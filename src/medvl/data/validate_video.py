@@ -3,10 +3,11 @@
 ``frames`` entries are checked frame by frame exactly like images (the caller inspects their
 files together with the images: present, decodable, big enough, inside the root), and the frames
 of one video must share one size, since the processor stacks them. ``volume`` and ``series``
-entries must exist (a file, a folder); their slices are read with
-:func:`medvl.data.volumes.load_frames` only when decoding is asked or token lengths are counted
-(a video's token count needs its frame count and frame size), and a read failure becomes the
-record's ``video_unreadable`` problem with the reader's own message.
+entries must exist (a file, a folder); when decoding is asked their slices are read with
+:func:`medvl.data.volumes.load_frames`, and a read failure becomes the record's
+``video_unreadable`` problem with the reader's own message. Counting tokens alone needs only the
+frame count and frame size, which :func:`medvl.data.volumes.video_shape` takes from headers (a
+header that cannot be read is ``video_unreadable`` too).
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ HeaderLookup = Callable[[Path], tuple[ImageHeader | None, ImageCheck | None]]
 
 
 class VideoShapes:
-    """Frame count and frame size of each video, reading each volume or series once per run."""
+    """Frame count and frame size of each video, reading each volume or series once per run:
+    its slices with ``decode``, else its headers only."""
 
-    def __init__(self, base_dir: Path):
+    def __init__(self, base_dir: Path, *, decode: bool = True):
         self.base_dir = base_dir
+        self.decode = decode
         self._loaded: dict[str, tuple[VideoShape | None, str | None]] = {}
 
     def frames_shape(
@@ -105,17 +108,21 @@ class VideoShapes:
 
     def _load(self, spec: VideoSpec, path: Path) -> tuple[VideoShape | None, str | None]:
         """(frames, width, height) of the entry's frames, or the reader's message; cached."""
-        from medvl.data.volumes import load_frames
+        from medvl.data.volumes import load_frames, video_shape
 
         key = json.dumps([str(path.absolute()), spec.to_dict()], sort_keys=True)
         if key not in self._loaded:
             try:
-                frames = load_frames(spec, self.base_dir)
+                if self.decode:
+                    frames = load_frames(spec, self.base_dir)
+                    shape = (len(frames), *frames[0].size) if frames else (0, 0, 0)
+                else:
+                    shape = video_shape(spec, self.base_dir)
             except MedvlError as exc:
                 self._loaded[key] = None, " ".join(str(exc).split())
             else:
-                if frames:
-                    self._loaded[key] = (len(frames), *frames[0].size), None
+                if shape[0]:
+                    self._loaded[key] = shape, None
                 else:
                     self._loaded[key] = None, f"{path}: the sampling selects no slice"
         return self._loaded[key]

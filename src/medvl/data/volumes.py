@@ -28,12 +28,8 @@ series every epoch.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,11 +48,13 @@ from medvl.data.medimage import (
     radiological,
     resolve_window,
 )
+from medvl.data.nifti import nifti_planes
+from medvl.data.series_cache import series_index, warn_once
 from medvl.data.video import VideoSpec
 from medvl.errors import MedvlError
 
 if TYPE_CHECKING:
-    from medvl.data.series import DicomSeries
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +73,8 @@ class Grid(Protocol):
     affine: np.ndarray
 
     def plane(self, voxel_axis: int, position: int) -> np.ndarray: ...
+
+    def planes(self, voxel_axis: int, positions: list[int]) -> list[np.ndarray]: ...
 
     def spacing(self, voxel_axis: int) -> float | None: ...
 
@@ -99,7 +99,7 @@ def load_frames(spec: VideoSpec, base_dir: str | Path) -> list[Image.Image]:
     file-name order) are logged once per series and process, and its header index is cached
     (:func:`series_index`)."""
     result = read_video(spec, base_dir)
-    _warn_once(spec.paths(base_dir)[0], spec.series_uid, result.warnings)
+    warn_once(spec.paths(base_dir)[0], spec.series_uid, result.warnings)
     return result.frames
 
 
@@ -122,92 +122,23 @@ def describe_video(spec: VideoSpec, base_dir: str | Path) -> VideoFrames:
     return _open(spec, base_dir)[0]
 
 
+def video_shape(spec: VideoSpec, base_dir: str | Path) -> tuple[int, int, int]:
+    """(frames, width, height) that :func:`read_video` gives a ``volume``/``series`` entry,
+    from headers only: counting a video's tokens needs no decoded slice."""
+    info, grid, _ = _open(spec, base_dir)
+    voxel_axis, _ = _axis(grid, spec.axis)
+    axes = nifti_ras_axes(grid)
+    others = [v for v in range(3) if v != voxel_axis]
+    high, low = _display_axes(axes, others)
+    rows_mm, cols_mm = _plane_spacing(grid, axes, others)
+    width, height = _square_size(grid.shape[low], grid.shape[high], rows_mm, cols_mm)
+    return len(info.indices), width, height
+
+
 def video_meta(spec: VideoSpec, base_dir: str | Path) -> dict[str, str]:
     """Patient/study/series ids of a DICOM series (``patient_id``, ``study_uid``,
     ``series_uid``, ``modality``); empty for NIfTI volumes and frame lists, which carry none."""
     return describe_video(spec, base_dir).meta if spec.series else {}
-
-
-# ---------------------------------------------------------------- series index cache
-
-#: Series indexes kept (headers read, slices ordered); one entry per (folder, series_uid).
-SERIES_CACHE_SIZE = 256
-_WARNED_LIMIT = 4096  # warnings remembered as already logged
-_series_cache: OrderedDict[tuple[str, str | None], tuple[str, DicomSeries]] = OrderedDict()
-_warned: OrderedDict[str, None] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def series_index(path: Path, series_uid: str | None = None) -> DicomSeries:
-    """:func:`medvl.data.series.read_series`, cached: reading every header of a folder is the
-    slow part of a series, and training asks for the same series every epoch.
-
-    The key is the folder (or file) and ``series_uid``; an entry is used only while every
-    file under the folder keeps its name, size and modification time (:func:`_fingerprint`),
-    so a changed, added or removed file means a fresh read. At most
-    :data:`SERIES_CACHE_SIZE` series are kept (least recently used dropped); pixels are never
-    cached. A copy is returned: callers may change its lists."""
-    from medvl.data.series import read_series
-
-    key = (os.path.abspath(path), series_uid)
-    stamp = _fingerprint(path)
-    with _cache_lock:
-        hit = _series_cache.get(key)
-        if hit is not None and hit[0] == stamp:
-            _series_cache.move_to_end(key)
-            return _copy_series(hit[1])
-    series = read_series(path, series_uid)
-    with _cache_lock:
-        _series_cache[key] = (stamp, series)
-        _series_cache.move_to_end(key)
-        while len(_series_cache) > SERIES_CACHE_SIZE:
-            _series_cache.popitem(last=False)
-    return _copy_series(series)
-
-
-def clear_series_cache() -> None:
-    """Forget every cached series index and every warning already logged."""
-    with _cache_lock:
-        _series_cache.clear()
-        _warned.clear()
-
-
-def _fingerprint(path: Path) -> str:
-    """A digest of (relative name, size, mtime) of every file under ``path`` (or of ``path``
-    itself when it is a file): stat calls only, no file is opened."""
-    digest = hashlib.blake2b(digest_size=16)
-    if path.is_file():
-        info = path.stat()
-        digest.update(f"{info.st_size}:{info.st_mtime_ns}".encode())
-        return digest.hexdigest()
-    entries = []
-    for folder, _, names in os.walk(path):
-        for name in names:
-            full = os.path.join(folder, name)
-            try:
-                info = os.stat(full)
-            except OSError:
-                continue
-            entries.append(f"{os.path.relpath(full, path)}\0{info.st_size}\0{info.st_mtime_ns}")
-    digest.update("\n".join(sorted(entries)).encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
-
-
-def _copy_series(series: DicomSeries) -> DicomSeries:
-    return replace(series, slices=list(series.slices), warnings=list(series.warnings))
-
-
-def _warn_once(path: Path, series_uid: str | None, warnings: list[str]) -> None:
-    """Log each of a video's warnings the first time this process sees it."""
-    for warning in warnings:
-        key = f"{os.path.abspath(path)}\0{series_uid}\0{warning}"
-        with _cache_lock:
-            if key in _warned:
-                continue
-            _warned[key] = None
-            while len(_warned) > _WARNED_LIMIT:
-                _warned.popitem(last=False)
-        logger.warning("%s: %s", path, warning)
 
 
 # ---------------------------------------------------------------- sampling
@@ -272,12 +203,18 @@ class NiftiGrid:
 
     def __init__(self, path: Path):
         self.path = path
-        self.image = open_nifti(path)
+        self.image = open_nifti(path, keep_open=True)
         self.shape = (*self.image.shape[:3], 1, 1)[:3]
         self.affine = np.asarray(self.image.affine, dtype=np.float64)
 
     def plane(self, voxel_axis: int, position: int) -> np.ndarray:
         return nifti_plane(self.image, voxel_axis, position, self.path)
+
+    def planes(self, voxel_axis: int, positions: list[int]) -> list[np.ndarray]:
+        """The planes at ``positions``, read in one pass in file order (:func:`nifti_planes`):
+        a ``.nii.gz`` is decompressed once, not once per plane."""
+        read = nifti_planes(self.image, voxel_axis, positions, self.path)
+        return [read[p] for p in positions]
 
     def spacing(self, voxel_axis: int) -> float | None:
         """Millimetres between voxels along ``voxel_axis`` (the affine's column length)."""
@@ -332,10 +269,9 @@ def _frames(
     voxel_axis, direction = _axis(grid, spec.axis)
     axes = nifti_ras_axes(grid)
     others = [v for v in range(3) if v != voxel_axis]
-    planes = []
-    for index in info.indices:
-        position = index if direction > 0 else info.count - 1 - index
-        planes.append(radiological(grid.plane(voxel_axis, position), [axes[v] for v in others]))
+    positions = [i if direction > 0 else info.count - 1 - i for i in info.indices]
+    in_plane = [axes[v] for v in others]
+    planes = [radiological(p, in_plane) for p in grid.planes(voxel_axis, positions)]
     window = resolve_window(path, spec.window)
     if window is None and spec.window != MINMAX:
         window = extras.get("file_window")
@@ -368,18 +304,32 @@ def _minmax_window(planes: list[np.ndarray]) -> tuple[float, float] | None:
 def _plane_spacing(grid: Grid, axes: np.ndarray, others: list[int]) -> tuple[float, float]:
     """(mm between displayed rows, mm between displayed columns): rows follow the higher RAS
     axis of the two in-plane voxel axes (see ``medimage._radiological``)."""
-    high, low = sorted(others, key=lambda v: axes[v, 0], reverse=True)
+    high, low = _display_axes(axes, others)
     return (
         float(np.linalg.norm(grid.affine[:3, high])),
         float(np.linalg.norm(grid.affine[:3, low])),
     )
 
 
-def _square_pixels(image: Image.Image, rows_mm: float, cols_mm: float) -> Image.Image:
-    """Resize so one pixel covers as many mm down as across (the finer spacing is kept)."""
+def _display_axes(axes: np.ndarray, others: list[int]) -> tuple[int, int]:
+    """(in-plane voxel axis shown down the rows, the one across the columns): rows follow the
+    higher RAS axis (see :func:`medvl.data.nifti.radiological`)."""
+    high, low = sorted(others, key=lambda v: axes[v, 0], reverse=True)
+    return high, low
+
+
+def _square_size(width: int, height: int, rows_mm: float, cols_mm: float) -> tuple[int, int]:
+    """(width, height) at which one pixel covers as many mm down as across (the finer spacing
+    is kept; unchanged when within 1 % or unknown)."""
     if rows_mm <= 0 or cols_mm <= 0 or abs(rows_mm / cols_mm - 1) < 0.01:
-        return image
+        return width, height
     finest = min(rows_mm, cols_mm)
-    width = max(1, round(image.width * cols_mm / finest))
-    height = max(1, round(image.height * rows_mm / finest))
-    return image.resize((width, height), Image.Resampling.BILINEAR)
+    return max(1, round(width * cols_mm / finest)), max(1, round(height * rows_mm / finest))
+
+
+def _square_pixels(image: Image.Image, rows_mm: float, cols_mm: float) -> Image.Image:
+    """Resize so one pixel covers as many mm down as across (:func:`_square_size`)."""
+    size = _square_size(image.width, image.height, rows_mm, cols_mm)
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.BILINEAR)
