@@ -8,6 +8,7 @@ ceil(5 / 2) = 3 temporal patches, 18 video tokens: counted by hand, checked agai
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -379,6 +380,56 @@ def test_served_videos_match_the_local_engine(served, study):
     url, decoded = _jpeg_roundtrip(slices)
     as_vllm = _ask(server, {"type": "video_url", "video_url": {"url": url}}).json()
     assert as_vllm["choices"][0]["message"]["content"] == _local(engine, decoded).text
+
+
+def test_served_video_inputs_are_built_once(tiny_model_dirs, study):
+    """The server runs the processor on a video request once (to count its tokens) and
+    generates from those inputs: streamed, unbatched plain, and batched plain requests."""
+    from medvl.infer.media import image_to_data_url
+    from medvl.infer.protocol import ServerConfig
+    from medvl.infer.server import BackgroundServer, create_app
+
+    engine = HFEngine(load_model(tiny_model_dirs("qwen2_vl")), num_workers=0)
+    built = []
+    prepare = engine.prepare
+
+    def counted(index, request):
+        built.append(request.id)
+        return prepare(index, request)
+
+    engine.prepare = counted
+    slices = sorted((study.parent / "ct_a").glob("*.png"))
+    part = {"type": "video", "video": [image_to_data_url(p) for p in slices]}
+    local = _local(engine, slices)
+    for window in (0.0, 5.0):  # unbatched, then micro-batched plain requests
+        config = ServerConfig(model_name="tiny", defaults=GREEDY, batch_window_ms=window)
+        with BackgroundServer(create_app(engine, config)) as server:
+            built.clear()
+            answer = _ask(server, part).json()
+            assert answer["choices"][0]["message"]["content"] == local.text
+            assert answer["usage"]["prompt_tokens"] == local.prompt_tokens
+            assert len(built) == 1, built
+            built.clear()
+            body = {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [part, {"type": "text", "text": "Is there a lesion?"}],
+                    }
+                ],
+                "max_tokens": 5,
+                "temperature": 0,
+                "stream": True,
+            }
+            with httpx.stream(
+                "POST", f"{server.url}/v1/chat/completions", json=body, timeout=60
+            ) as response:
+                events = [line for line in response.iter_lines() if line.startswith("data: {")]
+            text = "".join(
+                json.loads(e[6:])["choices"][0]["delta"].get("content") or "" for e in events
+            )
+            assert text == local.text
+            assert len(built) == 1, built
 
 
 def test_served_video_limits(served, study):

@@ -256,11 +256,20 @@ class HFEngine(Engine):
             index=item.index,
         )
 
-    def stream(self, request: ChatRequest, settings: GenerationSettings) -> TokenStream:
-        """Stream one reply; generation runs in a thread that holds the engine's lock."""
+    def stream(
+        self,
+        request: ChatRequest,
+        settings: GenerationSettings,
+        *,
+        prepared: Prepared | None = None,
+    ) -> TokenStream:
+        """Stream one reply; generation runs in a thread that holds the engine's lock.
+
+        ``prepared``: ``request``'s inputs already built by :meth:`prepare` (the server builds
+        a video request's inputs once, to count its tokens), so the processor is not run again."""
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-        item = self.prepare(0, request)
+        item = self.prepare(0, request) if prepared is None else prepared
         if item.error is not None:
             raise InferenceError(item.error)
         inputs = self._to_device(collate_left([item], self.pad_token_id))

@@ -48,6 +48,7 @@ from medvl.infer.server_limits import (
     ModelGate,
     check_prompt,
     context_length,
+    open_stream,
     processor_pixels,
     prompt_tokens,
 )
@@ -86,7 +87,7 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
         check_prompt(tokens, parsed.settings, context, config.max_prompt_tokens)
         if batcher is not None and not parsed.stream:  # build model inputs in this thread
             return parsed, item or _prepare(engine, parsed.request)
-        return parsed, None
+        return parsed, item  # a video's inputs, built once: generation reuses them
 
     _add_error_handlers(app)
 
@@ -107,14 +108,14 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
         body = await _read_json(request, config.max_body_bytes)
         parsed, item = await run_in_threadpool(parse, body)
         if parsed.stream:
-            return await run_in_threadpool(_start_stream, gate, parsed, config, deadline)
+            return await run_in_threadpool(_start_stream, gate, parsed, config, deadline, item)
         try:
             if batcher is not None:
                 future = batcher.submit(item, parsed.settings, deadline)
                 generation = await batcher.wait(future, deadline)
             else:
                 generation = await run_in_threadpool(
-                    gate.generate, parsed.request, parsed.settings, deadline
+                    gate.generate, parsed.request, parsed.settings, deadline, item
                 )
         except InferenceError as exc:
             raise RequestError(f"the request could not be answered: {exc}") from None
@@ -134,9 +135,14 @@ def _prepare(engine: Engine, request: Any) -> Any:
 
 
 def _start_stream(
-    gate: ModelGate, parsed: Any, config: ServerConfig, deadline: float | None
+    gate: ModelGate,
+    parsed: Any,
+    config: ServerConfig,
+    deadline: float | None,
+    prepared: Any = None,
 ) -> StreamingResponse:
-    """A streamed reply holding the model gate until it ends, is dropped, or times out."""
+    """A streamed reply holding the model gate until it ends, is dropped, or times out;
+    ``prepared``: the request's inputs when :func:`create_app`'s parse built them already."""
     gate.acquire(deadline)
     released = threading.Lock()
 
@@ -145,7 +151,7 @@ def _start_stream(
             gate.release()
 
     try:
-        stream = gate.engine.stream(parsed.request, parsed.settings)
+        stream = open_stream(gate.engine, parsed.request, parsed.settings, prepared)
     except InferenceError as exc:
         release()
         raise RequestError(f"the request could not be answered: {exc}") from None

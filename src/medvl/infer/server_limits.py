@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from medvl.infer.engine import ChatRequest, Engine, Generation, GenerationSettings
+from medvl.infer.engine import ChatRequest, Engine, Generation, GenerationSettings, TokenStream
 from medvl.infer.protocol import RequestError
 
 
@@ -130,12 +130,17 @@ class ModelGate:
         )
 
     def generate(
-        self, request: ChatRequest, settings: GenerationSettings, deadline: float | None
+        self,
+        request: ChatRequest,
+        settings: GenerationSettings,
+        deadline: float | None,
+        prepared: Any = None,
     ) -> Generation:
-        """Generate one reply under the gate, cancelling it at ``deadline``."""
+        """Generate one reply under the gate, cancelling it at ``deadline``; ``prepared``: the
+        request's inputs already built (:func:`open_stream`)."""
         self.acquire(deadline)
         try:
-            stream = self.engine.stream(request, settings)
+            stream = open_stream(self.engine, request, settings, prepared)
             fired = threading.Event()
             timer = self.cancel_at(deadline, lambda: (fired.set(), stream.close()))
             try:
@@ -161,6 +166,16 @@ class ModelGate:
         timer.daemon = True
         timer.start()
         return timer
+
+
+def open_stream(
+    engine: Engine, request: ChatRequest, settings: GenerationSettings, prepared: Any = None
+) -> TokenStream:
+    """``engine.stream``, handing it ``prepared`` inputs when there are some (the local HF
+    engine takes them: a video request's processor run is not repeated)."""
+    if prepared is None:
+        return engine.stream(request, settings)
+    return engine.stream(request, settings, prepared=prepared)  # type: ignore[call-arg]
 
 
 def _get(size: Any, key: str) -> Any:

@@ -1,5 +1,6 @@
 """What, besides the weights, changes what a local model says from the same request: its
-precision and quantization, and how images and video frames are resized (the pixel budgets).
+precision and quantization, how images and video frames are resized (the pixel budgets), and,
+when set, the attention kernel and a merged adapter.
 
 The evaluator's prediction cache key and ``predict``'s resume check include these settings, so
 predictions made under other settings are never reused or mixed with these
@@ -24,10 +25,19 @@ OUTPUT_OPTIONS = (
 )
 
 
+#: Options that change outputs only numerically (the attention kernel; merging the last adapter
+#: into the weights, "not exact peft"): in the key only when set, so keys made at their defaults
+#: stay valid.
+OUTPUT_OPTIONS_IF_SET = ("attn_implementation", "merge_adapters")
+
+
 def input_settings(options: LoadOptions | None, dtype: Any = None) -> dict[str, Any]:
     """The precision (``dtype`` when the model is loaded, else resolved from ``options`` on
-    this machine: ``auto`` is bf16 on a GPU, fp32 on a CPU) and :data:`OUTPUT_OPTIONS`."""
+    this machine: ``auto`` is bf16 on a GPU, fp32 on a CPU), :data:`OUTPUT_OPTIONS`, and
+    :data:`OUTPUT_OPTIONS_IF_SET` that are set."""
     options = options or LoadOptions()
     if dtype is None:
         dtype = resolve_dtype(options.dtype, resolve_device(options.device))
-    return {"dtype": dtype_name(dtype), **{k: getattr(options, k) for k in OUTPUT_OPTIONS}}
+    settings = {"dtype": dtype_name(dtype), **{k: getattr(options, k) for k in OUTPUT_OPTIONS}}
+    settings.update({k: getattr(options, k) for k in OUTPUT_OPTIONS_IF_SET if getattr(options, k)})
+    return settings
