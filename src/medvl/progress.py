@@ -90,11 +90,11 @@ def describe(
 
     Without a total the count stands alone and there is no percentage or ETA."""
     rate, left = estimate(done, total, elapsed, done_at_start)
-    parts = [f"{label}: {done}/{total} {unit}" if total is not None else f"{label}: {done} {unit}"]
+    parts = [f"{label}: {_count(done, total)} {unit}"]
     if total:
         parts[0] += f" ({100 * done / total:.1f}%)"
     if rate is not None:
-        parts.append(f"{format_rate(rate)} {rate_unit or unit}/s")
+        parts.append(_rate(rate, rate_unit or unit))
     parts.append(f"elapsed {format_duration(elapsed)}")
     if left is not None:
         parts.append(f"ETA {format_duration(left)}")
@@ -112,10 +112,21 @@ def describe_end(
     rate_unit: str | None = None,
 ) -> str:
     """The last line: ``predict: finished 500/500 records in 2:41, 3.1 rec/s``."""
-    count = f"{done}/{total}" if total is not None else str(done)
-    line = f"{label}: finished {count} {unit} in {format_duration(elapsed)}"
+    parts = [f"{label}: finished {_count(done, total)} {unit} in {format_duration(elapsed)}"]
     rate, _ = estimate(done, total, elapsed, done_at_start)
-    return line + (f", {format_rate(rate)} {rate_unit or unit}/s" if rate is not None else "")
+    if rate is not None:
+        parts.append(_rate(rate, rate_unit or unit))
+    return ", ".join(parts)
+
+
+def _count(done: int, total: int | None) -> str:
+    """``120/500``, or ``120`` when the total is not known."""
+    return f"{done}/{total}" if total is not None else str(done)
+
+
+def _rate(rate: float, unit: str) -> str:
+    """``3.1 rec/s``."""
+    return f"{format_rate(rate)} {unit}/s"
 
 
 def _is_terminal(stream: Any) -> bool:

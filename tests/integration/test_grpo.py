@@ -183,6 +183,33 @@ def test_a_dataset_without_answers_is_refused_before_training(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_run_validates_its_training_file_once(
+    tiny_model_dirs, phantom_dir, tmp_path, monkeypatch
+):
+    """The preflight's validation (every image header) gives the records GRPO selects from;
+    the file is not validated a second time after the model loads."""
+    import medvl.data.validate as validate
+    from medvl.train.grpo import run_grpo
+
+    calls = []
+    real = validate.validate_jsonl
+
+    def counting(path, **kwargs):
+        calls.append(path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(validate, "validate_jsonl", counting)
+    cfg = config(
+        f"model={tiny_model_dirs('qwen2_vl')}",
+        f"data.train={phantom_dir / 'train.jsonl'}",
+        f"output_dir={tmp_path / 'run'}",
+        "grpo.max_prompt_length=8",  # every prompt too long: stops before any training
+    )
+    with pytest.raises(MedvlError, match=r"longer than grpo\.max_prompt_length"):
+        run_grpo(cfg)
+    assert len(calls) == 1
+
+
 # --- end to end -------------------------------------------------------------------------------
 
 

@@ -16,6 +16,8 @@ from medvl.errors import ConfigError, MedvlError
 from medvl.pipeline.spec import Step
 
 if TYPE_CHECKING:
+    from medvl.data.select import Selection
+    from medvl.infer.factory import EngineSpec
     from medvl.progress import Progress
 
 #: ``(label, unit=..., rate_unit=...) -> Progress``: how a step shows its progress (the CLI's
@@ -27,11 +29,6 @@ def _progress(maker: ProgressMaker | None, step: Step, what: str, **kinds: str) 
     """A context giving the step's :class:`~medvl.progress.Progress` for ``what`` (closed on
     leaving: the last line only when the work finished), or ``None`` without a maker."""
     return maker(f"{step.name} ({what})", **kinds) if maker else contextlib.nullcontext()
-
-
-if TYPE_CHECKING:
-    from medvl.data.select import Selection
-    from medvl.infer.factory import EngineSpec
 
 
 def _get(step: Step, key: str, default: Any = ..., kinds: type | tuple = object) -> Any:

@@ -46,7 +46,6 @@ import torch
 from transformers import TrainerCallback, set_seed
 from transformers.integrations import TensorBoardCallback
 
-from medvl.data.jsonl import read_records
 from medvl.errors import ConfigError
 from medvl.models.loading import dtype_name, training_dtype
 from medvl.models.registry import FamilySpec, detect_family, lora_target_regex, part_of
@@ -62,7 +61,7 @@ from medvl.train.grpo_config import TRL_TESTED, GRPOConfig
 from medvl.train.grpo_data import GRPOData, check_video_support, prepare_data
 from medvl.train.grpo_monitor import LoggedReward, RewardLog
 from medvl.train.outputs import save_outputs
-from medvl.train.preflight import check_output_dir, screen_training_data
+from medvl.train.preflight import check_output_dir, screen_training_records
 
 logger = logging.getLogger(__name__)
 
@@ -265,12 +264,12 @@ def run_grpo(
     check_trl()
     check_vllm(config)
     out = check_output_dir(config.output_dir)  # before the model loads: fail in seconds
-    bad_images = screen_training_data(config.data.train, config.data.on_bad_image)
+    records, bad_images = screen_training_records(config.data.train, config.data.on_bad_image)
     train = Path(config.data.train)  # videos with vLLM: refused before loading the model
-    check_video_support(train, read_records(train), vllm=config.vllm.enabled)
+    check_video_support(train, records, vllm=config.vllm.enabled)
     set_seed(config.seed)  # LoRA weights are initialised before the Trainer seeds anything
     model, processor, start, adapter = load_policy(config)
-    data = prepare_data(config, processor, skip=bad_images)
+    data = prepare_data(config, processor, skip=bad_images, records=records)
     log, resume_dir = _reward_log(config, out)
     trainer = explicit_warmup(
         _build_trainer(config, model, processor, data, log, callbacks or [], progress),

@@ -32,6 +32,7 @@ from medvl.data.images import image_header
 from medvl.data.medimage import load_image
 from medvl.data.record import Record
 from medvl.data.tokens import TokenCounter, VideoShape, budget_from_processor
+from medvl.data.validate_video import VideoShapes
 from medvl.data.video import VideoSpec
 from medvl.data.volumes import load_frames
 from medvl.errors import MedvlError
@@ -98,25 +99,32 @@ def prompt_length(record: Record, base_dir: Path, processor: Any, prompt: list) 
     return length
 
 
-def video_prompt_length(counter: TokenCounter, record: Record, base_dir: Path) -> int:
+def video_prompt_length(
+    counter: TokenCounter, record: Record, base_dir: Path, shapes: VideoShapes | None = None
+) -> int:
     """Tokens of the prompt of ``record`` (already templated) with its images and videos: the
-    token counter's exact count (Qwen3-VL timestamp text included)."""
+    token counter's exact count (Qwen3-VL timestamp text included). ``shapes``: the run's
+    volume-shape cache (:func:`video_shape`)."""
+    shapes = shapes or VideoShapes(base_dir)
     sizes = [(h.width, h.height) for h in map(image_header, record.image_paths(base_dir))]
-    return counter.count(
-        record, sizes, [video_shape(v, base_dir) for v in record.videos], with_answer=False
-    )
+    videos = [video_shape(v, base_dir, shapes) for v in record.videos]
+    return counter.count(record, sizes, videos, with_answer=False)
 
 
-def video_shape(spec: VideoSpec, base_dir: Path) -> VideoShape:
+def video_shape(spec: VideoSpec, base_dir: Path, shapes: VideoShapes | None = None) -> VideoShape:
     """``(frames, width, height)`` of one video: from the first file's header for ``frames``
-    (validation checked that all frames share its size), else from the frames
-    :func:`medvl.data.volumes.load_frames` samples (a volume or series is decoded here once,
-    and again when its row is drawn)."""
+    (validation checked that all frames share its size), else from validation's
+    :class:`medvl.data.validate_video.VideoShapes`, which reads each volume or series once per
+    ``shapes`` (records asking several questions about one scan share it); raises its message
+    when the volume cannot be read."""
     if spec.frames is not None:
         header = image_header(spec.paths(base_dir)[0])
         return len(spec.frames), header.width, header.height
-    frames = load_frames(spec, base_dir)
-    return len(frames), *frames[0].size
+    shapes = shapes or VideoShapes(base_dir)
+    shape, issues = shapes.volume_shape(0, spec, spec.paths(base_dir)[0], read=True)
+    if shape is None:
+        raise MedvlError("; ".join(issue.message for issue in issues) or "unreadable video")
+    return shape
 
 
 def select_records(
@@ -128,6 +136,7 @@ def select_records(
     rejected: dict[str, list[str]] = {reason: [] for reason in REASONS}
     kept, lengths = [], {}
     counter = TokenCounter(processor) if any(r.videos for r in records) else None
+    shapes = VideoShapes(base_dir)  # each volume read once for all records that share it
     for record in records:
         if gold_answer(record) is None:
             rejected["no_answer"].append(record.id)
@@ -139,7 +148,7 @@ def select_records(
             rejected["template"].append(record.id)
             continue
         if record.videos and counter is not None:
-            length = video_prompt_length(counter, template.apply(record), base_dir)
+            length = video_prompt_length(counter, template.apply(record), base_dir, shapes)
         else:
             length = prompt_length(record, base_dir, processor, build_prompt(record, template))
         if length > config.grpo.max_prompt_length:
@@ -189,13 +198,19 @@ def check_video_support(path: Path, records: list[Record], *, vllm: bool = False
 
 
 class PromptTransform:
-    """Turns stored row indices into TRL rows (prompt, PIL images, reward columns) on access."""
+    """Turns stored row indices into TRL rows (prompt, PIL images, reward columns) on access.
+
+    TRL's sampler asks for each prompt ``num_generations`` times in a batch, and for the same
+    batch ``steps_per_generation * num_iterations`` times in a row (it generates on the first
+    and discards the others), so each distinct index is built once per batch and the last
+    batch's rows are reused: a volume is decoded once per use, not dozens of times."""
 
     def __init__(self, records: list[Record], base_dir: Path, template: PromptTemplate):
         self.records = records
         self.base_dir = base_dir
         self.template = template
         self.with_videos = any(r.videos for r in records)
+        self._last: dict[int, dict[str, Any]] = {}  # the previous batch's rows, by index
 
     def row(self, record: Record) -> dict[str, Any]:
         media = {}
@@ -214,7 +229,12 @@ class PromptTransform:
         }
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        rows = [self.row(self.records[i]) for i in batch["index"]]
+        last, built = self._last, {}
+        for i in batch["index"]:
+            if i not in built:
+                built[i] = last[i] if i in last else self.row(self.records[i])
+        self._last = built
+        rows = [built[i] for i in batch["index"]]
         return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
 
 
@@ -227,11 +247,20 @@ def build_dataset(records: list[Record], base_dir: Path, template: PromptTemplat
     return dataset
 
 
-def prepare_data(config: Any, processor: Any, *, skip: dict[str, str] | None = None) -> GRPOData:
+def prepare_data(
+    config: Any,
+    processor: Any,
+    *,
+    skip: dict[str, str] | None = None,
+    records: list[Record] | None = None,
+) -> GRPOData:
     """Read, validate and select the training records of ``config``; build the dataset.
-    ``skip``: ids dropped for an unusable image (``data.on_bad_image: skip``), with reasons."""
+    ``skip``: ids dropped for an unusable image (``data.on_bad_image: skip``), with reasons.
+    ``records``: the file's records already validated (the run's preflight,
+    :func:`medvl.train.preflight.screen_training_records`), so it is not validated again."""
     path = Path(config.data.train)
-    records = load_valid_records(path, skip)
+    if records is None:
+        records = load_valid_records(path, skip)
     check_video_support(path, records, vllm=config.vllm.enabled)
     if config.data.max_train_samples:
         records = records[: config.data.max_train_samples]

@@ -10,10 +10,11 @@ scores completions against the video's placeholder tokens and never errs.
 media when any of its rows has videos (dataset column ``videos``: one list of PIL frames per
 ``<video>``, from :func:`medvl.data.volumes.load_frames`), and leaves every other batch to TRL:
 
-1. ``_generate_and_score_completions``: each row's prompt is encoded once, as medvl's SFT and
-   inference do (chat template, then ``processor(text, images, **video_call_kwargs(...))``),
-   into :class:`PromptMedia`; the rows go on to TRL without ``images``/``videos``, so TRL sees
-   a text batch and never calls the processor itself.
+1. ``_generate_and_score_completions``: each record's prompt is encoded once (its
+   ``num_generations`` rows share it), as medvl's SFT and inference do (chat template, then
+   ``processor(text, images, **video_call_kwargs(...))``), into :class:`PromptMedia`; the rows
+   go on to TRL without ``images``/``videos``, so TRL sees a text batch and never calls the
+   processor itself.
 2. ``_tokenize_prompts`` (generation): returns those prompt ids and the media tensors, which
    TRL's generation path passes to ``model.generate`` (``mm_token_type_ids`` left-padded with
    the prompts), so rollouts see the video.
@@ -191,12 +192,24 @@ class VideoGRPOTrainer(GRPOTrainer):
         if not any(row.get("videos") for row in inputs):
             return super()._generate_and_score_completions(inputs)
         self._refuse_unsupported()
-        rows = [self._encode_row(row) for row in inputs]
+        rows = self._encode_rows(inputs)
         bare = [{k: v for k, v in row.items() if k not in MEDIA_COLUMNS} for row in inputs]
         with self._media(rows):
             output = super()._generate_and_score_completions(bare)
         output[MEDIA_KEY] = rows
         return output
+
+    def _encode_rows(self, inputs: list[dict[str, Any]]) -> list[PromptMedia]:
+        """One :class:`PromptMedia` per row; the ``num_generations`` rows TRL makes of one
+        record (same ``id``) share one encoding (the processor runs once per record)."""
+        encoded: dict[Any, PromptMedia] = {}
+        rows = []
+        for row in inputs:
+            key = row.get("id", object())  # a row without an id is encoded alone
+            if key not in encoded:
+                encoded[key] = self._encode_row(row)
+            rows.append(encoded[key])
+        return rows
 
     def _encode_row(self, row: dict[str, Any]) -> PromptMedia:
         return encode_prompt(

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from medvl.data.images import CHECK_CODES
+from medvl.data.record import Record
 from medvl.errors import MedvlError, filesystem_error
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,15 @@ def check_output_dir(output_dir: str | Path) -> Path:
 def screen_training_data(path: str | Path, on_bad_image: str) -> dict[str, str]:
     """Records of ``path`` dropped for an unusable image, ``{id: reason}`` (``skip``); raise
     :class:`MedvlError` for any other invalid record, and for a bad image under ``refuse``."""
+    return screen_training_records(path, on_bad_image)[1]
+
+
+def screen_training_records(
+    path: str | Path, on_bad_image: str
+) -> tuple[list[Record], dict[str, str]]:
+    """``(usable records, {id: reason} dropped for an unusable image)`` of ``path``, as
+    :func:`screen_training_data` decides; callers that need the records take them from here
+    rather than validating the file (every image header) a second time."""
     from medvl.data.validate import validate_jsonl
 
     path = Path(path)
@@ -55,7 +65,7 @@ def screen_training_data(path: str | Path, on_bad_image: str) -> dict[str, str]:
         )
     bad = [p for p in result.problems if p.code in image_codes]
     if not bad:
-        return {}
+        return result.valid, {}
     if on_bad_image == "refuse":
         first = bad[0]
         more = len({p.record_id for p in bad}) - 1
@@ -73,4 +83,4 @@ def screen_training_data(path: str | Path, on_bad_image: str) -> dict[str, str]:
         len(dropped),
         "; ".join(f"{rid}: {why}" for rid, why in list(dropped.items())[:10]),
     )
-    return dropped
+    return result.valid, dropped
