@@ -18,53 +18,25 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from video_records import frames_video, noise_png, write_yes_no
 
 from medvl.config import load_config
-from medvl.data.jsonl import write_records
-from medvl.data.record import Record
 from medvl.errors import MedvlError
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
 
-def _png(path: Path, size: tuple[int, int], seed: int) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.effect_noise(size, seed).convert("RGB").save(path)
-    return str(path.relative_to(path.parent.parent))
-
-
 def write_records_file(root: Path, kinds: list[str]) -> Path:
     """One yes/no record per entry of ``kinds`` in ``root/train.jsonl``: ``video`` (a 4-slice
     ``frames`` video), ``video+image`` (the video, then an image) or ``image``."""
-    records = []
+    media = []
     for i, kind in enumerate(kinds):
-        specs, images = [], []
-        if "video" in kind:
-            frames = [_png(root / "ct" / f"r{i}-{k}.png", (64, 48), 10 * i + k) for k in range(4)]
-            specs = [{"frames": frames}]
-        if "image" in kind:
-            images = [_png(root / "img" / f"r{i}.png", (56, 56), 500 + i)]
-        prefix = "<video>\n" * len(specs) + "<image>\n" * len(images)
-        answer = "yes" if i % 2 else "no"
-        records.append(
-            Record(
-                id=f"r{i}",
-                dataset="t",
-                split="train",
-                lang="en",
-                images=images,
-                videos=specs,
-                messages=[
-                    {"role": "user", "content": prefix + "Is there a lesion?"},
-                    {"role": "assistant", "content": answer},
-                ],
-                answer=answer,
-                answer_type="closed",
-            )
+        videos = [frames_video(root, i)] if "video" in kind else []
+        images = (
+            [noise_png(root / "img" / f"r{i}.png", (56, 56), 500 + i)] if "image" in kind else []
         )
-    path = root / "train.jsonl"
-    write_records(path, records)
-    return path
+        media.append((videos, images))
+    return write_yes_no(root, media)
 
 
 def grpo_config(model_dir: Path, train: Path, out: Path, *overrides: str):

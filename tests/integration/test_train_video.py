@@ -8,57 +8,28 @@ import json
 import math
 from pathlib import Path
 
-from PIL import Image
+from video_records import frames_video, noise_png, write_yes_no
 
 from medvl.config import load_config
-from medvl.data.jsonl import write_records
-from medvl.data.record import Record
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _png(path: Path, size: tuple[int, int], seed: int) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.effect_noise(size, seed).convert("RGB").save(path)
-    return str(path.relative_to(path.parent.parent))
 
 
 def write_dataset(root: Path, n: int, *, videos: bool = True) -> Path:
     """``n`` yes/no records in ``root/train.jsonl``: with videos, every record has a 4-slice
     ``frames`` video and every other one an image too; without, each has two images."""
-    records = []
+    media = []
     for i in range(n):
-        answer = "yes" if i % 2 else "no"
-        images, specs = [], []
         if videos:
-            frames = [_png(root / "ct" / f"r{i}-{k}.png", (64, 48), 10 * i + k) for k in range(4)]
-            specs = [{"frames": frames}]
-            if i % 2 == 0:
-                images = [_png(root / "img" / f"r{i}.png", (56, 56), 500 + i)]
+            even = i % 2 == 0
+            images = [noise_png(root / "img" / f"r{i}.png", (56, 56), 500 + i)] if even else []
+            media.append(([frames_video(root, i)], images))
         else:
-            images = [
-                _png(root / "img" / f"r{i}-{v}.png", (56, 56), 700 + 2 * i + v) for v in (0, 1)
-            ]
-        prefix = "<video>\n" * len(specs) + "<image>\n" * len(images)
-        records.append(
-            Record(
-                id=f"r{i}",
-                dataset="t",
-                split="train",
-                lang="en",
-                images=images,
-                videos=specs,
-                messages=[
-                    {"role": "user", "content": prefix + "Is there a lesion?"},
-                    {"role": "assistant", "content": answer},
-                ],
-                answer=answer,
-                answer_type="closed",
+            pngs = [root / "img" / f"r{i}-{v}.png" for v in (0, 1)]
+            media.append(
+                ([], [noise_png(p, (56, 56), 700 + 2 * i + v) for v, p in enumerate(pngs)])
             )
-        )
-    path = root / "train.jsonl"
-    write_records(path, records)
-    return path
+    return write_yes_no(root, media)
 
 
 def _losses(out: Path) -> list[float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,14 +77,14 @@ def test_broken_workbook_is_one_readable_error(tmp_path):
         read_prediction_texts(path)
 
 
-def test_eval_score_reads_an_xlsx_by_field_names(tmp_path, capsys):
-    """End to end: 4 multiple-choice records, VLMEvalKit-style xlsx; accuracy by hand = 1/4
-    (row 0 "A" right; row 1 says A, gold B; row 2 empty; row 3 "7" is no option)."""
+def write_mc_records(path: Path, dataset: str, split: str, id_format: str) -> None:
+    """The :data:`VLMEVAL_ROWS` as two-option closed records in ``path``; record ids are
+    ``id_format`` filled with the row's index."""
     records = [
         Record(
-            id=str(row[0]),
-            dataset="gmai",
-            split="test",
+            id=id_format.format(row[0]),
+            dataset=dataset,
+            split=split,
             lang="en",
             images=[],
             messages=[Message("user", f"{row[1]}\nA. {row[2]}\nB. {row[3]}")],
@@ -93,7 +94,13 @@ def test_eval_score_reads_an_xlsx_by_field_names(tmp_path, capsys):
         )
         for row in VLMEVAL_ROWS
     ]
-    write_records(tmp_path / "data.jsonl", records)
+    write_records(path, records)
+
+
+def test_eval_score_reads_an_xlsx_by_field_names(tmp_path, capsys):
+    """End to end: 4 multiple-choice records, VLMEvalKit-style xlsx; accuracy by hand = 1/4
+    (row 0 "A" right; row 1 says A, gold B; row 2 empty; row 3 "7" is no option)."""
+    write_mc_records(tmp_path / "data.jsonl", "gmai", "test", "{}")
     header = ["index", *VLMEVAL_HEADER[1:-1], "model_output"]  # a renamed prediction column
     pred = write_xlsx(tmp_path / "preds.xlsx", header, VLMEVAL_ROWS)
     argv = ["eval", "score", "--data", str(tmp_path / "data.jsonl"), "--pred", str(pred)]
@@ -109,21 +116,7 @@ def test_eval_score_reads_an_xlsx_by_field_names(tmp_path, capsys):
 def test_id_template_matches_vlmevalkit_index_to_medvl_gmai_ids(tmp_path, capsys):
     """VLMEvalKit's GMAI-MMBench sheet keys rows by the benchmark's ``index``; medvl's GMAI
     records are ``gmai_mmbench-<split>-<index>``. Same hand count as above: 1/4 right."""
-    records = [
-        Record(
-            id=f"gmai_mmbench-val-{row[0]}",
-            dataset="gmai_mmbench",
-            split="val",
-            lang="en",
-            images=[],
-            messages=[Message("user", f"{row[1]}\nA. {row[2]}\nB. {row[3]}")],
-            answer=row[4],
-            options={"A": row[2], "B": row[3]},
-            answer_type="closed",
-        )
-        for row in VLMEVAL_ROWS
-    ]
-    write_records(tmp_path / "data.jsonl", records)
+    write_mc_records(tmp_path / "data.jsonl", "gmai_mmbench", "val", "gmai_mmbench-val-{}")
     pred = write_xlsx(tmp_path / "preds.xlsx", VLMEVAL_HEADER, VLMEVAL_ROWS)
     argv = ["eval", "score", "--data", str(tmp_path / "data.jsonl"), "--pred", str(pred)]
     argv += ["--out", str(tmp_path / "run")]

@@ -250,47 +250,28 @@ def test_glossary_covers_every_medvl_metric_with_its_scope():
 def _mixed_records():
     """One record of every kind, so every default medvl metric appears."""
     user = [{"role": "user", "content": "What is shown?"}]
+    kinds = [  # (id, answer, what makes the kind)
+        ("q1", "A", {"options": {"A": "CT", "B": "MRI"}}),
+        ("q2", "yes", {"answer_type": "closed"}),
+        ("q3", "left lung nodule", {"answer_type": "open"}),
+        (
+            "q4",
+            "No acute cardiopulmonary process. Mild cardiomegaly.",
+            {"question_type": "report"},
+        ),
+    ]
     return [
         Record(
-            id="q1",
+            id=rid,
             dataset="toy",
             split="test",
             lang="en",
             images=[],
             messages=user,
-            answer="A",
-            options={"A": "CT", "B": "MRI"},
-        ),
-        Record(
-            id="q2",
-            dataset="toy",
-            split="test",
-            lang="en",
-            images=[],
-            messages=user,
-            answer="yes",
-            answer_type="closed",
-        ),
-        Record(
-            id="q3",
-            dataset="toy",
-            split="test",
-            lang="en",
-            images=[],
-            messages=user,
-            answer="left lung nodule",
-            answer_type="open",
-        ),
-        Record(
-            id="q4",
-            dataset="toy",
-            split="test",
-            lang="en",
-            images=[],
-            messages=user,
-            answer="No acute cardiopulmonary process. Mild cardiomegaly.",
-            question_type="report",
-        ),
+            answer=answer,
+            **extra,
+        )
+        for rid, answer, extra in kinds
     ]
 
 

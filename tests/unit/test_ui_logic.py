@@ -165,6 +165,31 @@ def test_export_jsonl_and_csv_hold_the_filtered_rows(run_a, tmp_path):
         export_rows(view, rows, "xlsx", tmp_path)
 
 
+def test_export_carries_video_entries_with_resolved_paths(run_a):
+    view = open_run(run_a)
+    data = view.data_path
+    records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
+    records[1]["videos"] = [
+        {"volume": "ct/胸部.nii.gz", "sample": {"n": 4}},
+        {"frames": ["slices/s1.png", "/abs/s2.png"]},
+    ]
+    records[1]["messages"][0]["content"] = "<image>\n<video>\n<video>\nQuestion r2?"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    view = open_run(run_a)
+    rows = filter_rows(view, RowFilter(outcome="wrong"))  # r2 (two videos), r3 (none)
+    out = view.data_path.parent.parent / "out"
+    jsonl = export_rows(view, rows, "jsonl", out)
+    back = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    base = str(data.parent)
+    assert back[0]["videos"] == [
+        {"volume": f"{base}/ct/胸部.nii.gz", "axis": "axial", "sample": {"n": 4}},
+        {"frames": [f"{base}/slices/s1.png", "/abs/s2.png"]},
+    ]
+    assert back[1]["videos"] == []
+    table = list(csv.DictReader(export_rows(view, rows, "csv", out).open(encoding="utf-8")))
+    assert json.loads(table[0]["videos"]) == back[0]["videos"] and table[1]["videos"] == ""
+
+
 def test_record_markdown_explains_metrics(run_a):
     view = open_run(run_a)
     text = record_markdown(view, view.run.rows["r4"])

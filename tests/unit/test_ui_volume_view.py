@@ -110,6 +110,72 @@ def test_uploads_one_file_several_files_and_a_zip(tmp_path):
     assert not (scratch / "outside.dcm").exists()
 
 
+def test_uploads_are_gathered_once_and_reused_when_a_control_changes(tmp_path):
+    # the panel calls volume_source again on every change of n, axis or window
+    uploads = []
+    for i in range(3):
+        (tmp_path / f"up{i}").mkdir()
+        uploads.append(str(tmp_path / f"up{i}" / f"IM{i}.png"))
+        Image.new("L", (4, 4), i).save(uploads[-1])
+    scratch = tmp_path / "scratch"
+    folder = volume_source(uploads, None, scratch)
+    assert volume_source(uploads, None, scratch) == folder
+    assert sorted(p.name for p in folder.iterdir()) == ["IM0.png", "IM1.png", "IM2.png"]
+    archive = tmp_path / "series.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for upload in uploads:
+            zipped.write(upload, f"series/{Path(upload).name}")
+    unpacked = volume_source([str(archive)], None, scratch)
+    (unpacked / "IM0.png").unlink()  # a second call must not unpack again
+    assert volume_source([str(archive)], None, scratch) == unpacked
+    assert sorted(p.name for p in unpacked.iterdir()) == ["IM1.png", "IM2.png"]
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([folder.name, unpacked.parent.name])
+
+
+def test_upload_limits_refuse_many_members_and_huge_sizes(tmp_path, monkeypatch):
+    import medvl.ui.volume_view as volume_view
+
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as zipped:
+        for i in range(6):
+            zipped.writestr(f"s/IM{i}.dcm", b"x")
+    uploads = []
+    for i in range(6):
+        (tmp_path / f"up{i}").mkdir()
+        uploads.append(str(tmp_path / f"up{i}" / f"IM{i}.dcm"))
+        Path(uploads[-1]).write_bytes(b"x" * 100)
+    scratch = tmp_path / "scratch"
+    monkeypatch.setattr(volume_view, "_MAX_FILES", 5)
+    with pytest.raises(MedvlError, match=r"many\.zip: 6 files, more than 5"):
+        volume_source([str(many)], None, scratch)
+    with pytest.raises(MedvlError, match=r"6 uploaded files: 6 files, more than 5"):
+        volume_source(uploads, None, scratch)
+    monkeypatch.setattr(volume_view, "_MAX_FILES", 20_000)
+    monkeypatch.setattr(volume_view, "_MAX_BYTES", 599)  # six members/uploads of 100 bytes
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("ct.nii", b"\0" * 600)  # declared size counts, not the packed size
+    with pytest.raises(MedvlError, match=r"bomb\.zip: 0\.0 GiB, more than 0 GiB"):
+        volume_source([str(bomb)], None, scratch)
+    with pytest.raises(MedvlError, match=r"6 uploaded files: .* give the volume as a path"):
+        volume_source(uploads, None, scratch)
+    assert not scratch.exists() or not any(scratch.iterdir())
+
+
+def test_a_failed_unpack_leaves_no_half_volume(tmp_path):
+    from medvl.ui.volume_view import _fill_atomically
+
+    folder = tmp_path / "scratch" / "volume-x"
+
+    def full_disk(part: Path) -> None:
+        (part / "IM0.dcm").write_bytes(b"x")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(MedvlError, match=r"No space left on device.*free disk space"):
+        _fill_atomically(folder, "scan.zip", full_disk)
+    assert list(folder.parent.iterdir()) == []  # neither the folder nor its partial fill
+
+
 def test_prepared_nifti_frames_are_the_sampled_slices_in_order(tmp_path):
     volume = nifti(tmp_path / "ct.nii.gz")
     key = video_key(None, str(volume), 4, "axial", "minmax", "")

@@ -191,21 +191,36 @@ def _quote(text: str) -> str:
 
 
 def export_row(view: RunView, row: dict[str, Any]) -> dict[str, Any]:
-    """A scores row with its question, images and outcome added (the exported form)."""
+    """A scores row with its question, images, video entries (paths resolved against the data
+    file's folder, as the images are) and outcome added (the exported form)."""
     record = view.record(row["id"])
     return {
         **row,
         "question": record.question if record else None,
         "images": [str(p) for p in view.image_paths(row["id"])],
+        "videos": _videos(record, view.data_path) if record else [],
         "outcome": outcome(row),
         "meta": view.meta(row),
     }
 
 
+def _videos(record: Any, data_path: Path | None) -> list[dict[str, Any]]:
+    """The record's video entries with relative paths made absolute (kept as is without a
+    data file to resolve them against)."""
+    if data_path is None:
+        return [spec.to_dict() for spec in record.videos]
+    base = data_path.parent
+    return [
+        spec.rebased(lambda p: str(Path(p) if Path(p).is_absolute() else base / p)).to_dict()
+        for spec in record.videos
+    ]
+
+
 def export_rows(view: RunView, rows: list[dict[str, Any]], fmt: str, out_dir: Path) -> Path:
     """Write ``rows`` as ``<run>.filtered.jsonl`` or ``.csv`` in ``out_dir``; returns the path.
 
-    CSV columns: the row's scalar fields, then ``meta.<key>`` and ``metrics.<name>`` columns.
+    CSV columns: the row's scalar fields (``images`` joined by ``;``, ``videos`` as a JSON
+    list of entries), then ``meta.<key>`` and ``metrics.<name>`` columns.
     """
     full = [export_row(view, row) for row in rows]
     path = Path(out_dir) / f"{view.name}.filtered.{fmt}"
@@ -222,8 +237,9 @@ def export_rows(view: RunView, rows: list[dict[str, Any]], fmt: str, out_dir: Pa
 def _csv_text(rows: list[dict[str, Any]]) -> str:
     flat = []
     for row in rows:
-        line = {k: v for k, v in row.items() if k not in ("meta", "metrics", "images")}
+        line = {k: v for k, v in row.items() if k not in ("meta", "metrics", "images", "videos")}
         line["images"] = ";".join(row["images"])
+        line["videos"] = json.dumps(row["videos"], ensure_ascii=False) if row["videos"] else ""
         line.update({f"meta.{k}": v for k, v in row["meta"].items()})
         line.update({f"metrics.{k}": v for k, v in (row.get("metrics") or {}).items()})
         flat.append(line)

@@ -18,7 +18,9 @@ Everything but :func:`build_scroller` is plain Python, tested without a browser.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +40,10 @@ from medvl.ui.pictures import PREVIEW_SIDE, picture, window_arg
 MAX_FRAMES = 64
 STRIP_HEIGHT = 96
 STRIP_FRAMES = 8
-_ZIP_MAX_BYTES = 2 << 30  # unpacked size refused above this (a zip bomb, or not a series)
+#: An uploaded volume (a zip's unpacked members, or several files) is refused above these: a
+#: zip bomb, or not one series. A bigger volume is read in place from a typed path.
+_MAX_BYTES = 2 << 30
+_MAX_FILES = 20_000
 
 
 @dataclass
@@ -68,8 +73,9 @@ def volume_source(files: list[str] | None, path_text: str | None, scratch: Path)
     """The volume file or series/slice folder behind the inputs (None when none is given).
 
     Uploads win over a typed path. One file is used as is, unless it is a zip (unpacked into
-    ``scratch``); several files are copied into one ``scratch`` folder (their upload names
-    kept), so a series uploaded file by file reads as one folder."""
+    ``scratch``); several files are linked (or copied) into one ``scratch`` folder (their
+    upload names kept), so a series uploaded file by file reads as one folder. Either is done
+    once per upload and refused above :data:`_MAX_FILES` files or :data:`_MAX_BYTES`."""
     files = [Path(f) for f in files or []]
     if not files:
         text = (path_text or "").strip()
@@ -84,15 +90,7 @@ def volume_source(files: list[str] | None, path_text: str | None, scratch: Path)
         return _unzip(files[0], folder)
     if len(files) == 1:
         return files[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    for file in files:
-        target = folder / file.name
-        if target.exists():
-            raise VideoInputError(
-                f"two uploaded files are named {file.name}; upload the series as a zip instead"
-            )
-        shutil.copyfile(file, target)
-    return folder
+    return _gather(files, folder)
 
 
 def _digest(files: list[Path]) -> str:
@@ -103,20 +101,77 @@ def _digest(files: list[Path]) -> str:
 def _unzip(archive: Path, folder: Path) -> Path:
     """Unpack ``archive`` into ``folder`` (members that would land outside it are refused) and
     return the volume: the only file, or the innermost folder holding more than one folder."""
+    if folder.is_dir():  # unpacked by an earlier call (the panel re-reads on every change)
+        return _volume_root(folder)
     with zipfile.ZipFile(archive) as zipped:
         members = [m for m in zipped.infolist() if not m.is_dir()]
         if not members:
             raise VideoInputError(f"{archive.name}: the zip is empty; zip the series folder")
-        if sum(m.file_size for m in members) > _ZIP_MAX_BYTES:
-            raise VideoInputError(f"{archive.name}: unpacks to more than 2 GiB; give a path")
+        _check_size(archive.name, len(members), sum(m.file_size for m in members))
         root = folder.resolve()
         for member in members:
             target = (folder / member.filename).resolve()
             if not target.is_relative_to(root):
                 raise VideoInputError(f"{archive.name}: member {member.filename!r} leaves the zip")
-        if not folder.is_dir():
-            zipped.extractall(folder, members)
+        _fill_atomically(folder, archive.name, lambda part: zipped.extractall(part, members))
     return _volume_root(folder)
+
+
+def _gather(files: list[Path], folder: Path) -> Path:
+    """``files`` (one upload each) linked, or copied, into ``folder`` under their own names."""
+    if folder.is_dir():  # gathered by an earlier call (the panel re-reads on every change)
+        return folder
+    _check_size(f"{len(files)} uploaded files", len(files), sum(f.stat().st_size for f in files))
+    seen: set[str] = set()
+    for file in files:
+        if file.name in seen:
+            raise VideoInputError(
+                f"two uploaded files are named {file.name}; upload the series as a zip instead"
+            )
+        seen.add(file.name)
+
+    def fill(part: Path) -> None:
+        for file in files:
+            try:
+                os.link(file, part / file.name)  # no second copy of a large series
+            except OSError:
+                shutil.copyfile(file, part / file.name)
+
+    _fill_atomically(folder, "the uploaded files", fill)
+    return folder
+
+
+def _check_size(what: str, count: int, size: int) -> None:
+    """Refuse a volume upload of more than :data:`_MAX_FILES` files or :data:`_MAX_BYTES`."""
+    if count > _MAX_FILES:
+        raise VideoInputError(
+            f"{what}: {count} files, more than {_MAX_FILES} (one series is fewer); "
+            "give the series folder as a path instead"
+        )
+    if size > _MAX_BYTES:
+        raise VideoInputError(
+            f"{what}: {size / 2**30:.1f} GiB, more than {_MAX_BYTES >> 30} GiB; "
+            "give the volume as a path instead"
+        )
+
+
+def _fill_atomically(folder: Path, what: str, fill: Any) -> None:
+    """Run ``fill(part)`` on a fresh sibling folder, then rename it to ``folder``: a failed or
+    interrupted fill (a full disk) never leaves a half-filled ``folder`` a later call would
+    take for the whole volume."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", suffix=".part", dir=folder.parent))
+    try:
+        fill(part)
+        part.rename(folder)
+    except OSError as exc:
+        shutil.rmtree(part, ignore_errors=True)
+        if folder.is_dir():  # a concurrent call filled it first
+            return
+        raise VideoInputError(
+            f"{what}: could not be unpacked into {folder.parent} ({exc}); "
+            "free disk space or give a path"
+        ) from None
 
 
 def _volume_root(folder: Path) -> Path:
